@@ -1,0 +1,125 @@
+"""``beingh0 bench mano``: mano_forward / mano_joints per backend vs smplx's MANO layer, same run.
+
+Inputs are identical for every provider (one setup factory). smplx (the anchor) is given the same
+model file (the embedded hand written in MANO's pickle layout), ``flat_hand_mean=True``, no PCA,
+and the same betas/pose/transl. ``mano_joints`` is compared with smplx's *full* forward, since
+smplx has no keypoint-only path. Errors are vs our float64 reference on the first 256 samples.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..mano.constants import NUM_KEYPOINTS, NUM_POSE_FEATS
+from ..mano.model import ManoModel
+from ..ops.backend import Backend, is_available
+from ..ops.mano import mano_forward, mano_joints
+from .common import measured_bandwidth_gbs, print_table, stamp, time_fn, write_records
+
+ERR_SAMPLES = 256
+
+
+def make_inputs(batch: int, device: str, dtype=torch.float32, seed: int = 0, shared_betas: bool = True):
+    """The one setup factory: betas (1 or B, 10), pose (B, 48) ~ N(0, 0.5 rad), trans (B, 3)."""
+    g = torch.Generator().manual_seed(seed)
+    betas = torch.randn(1 if shared_betas else batch, 10, generator=g)
+    pose = 0.5 * torch.randn(batch, 48, generator=g)
+    trans = 0.1 * torch.randn(batch, 3, generator=g)
+    return [t.to(device=device, dtype=dtype) for t in (betas, pose, trans)]
+
+
+def smplx_layer(model: ManoModel, device: str, batch: int):
+    """smplx's MANO layer on the same model file (raises with an install hint if smplx is missing)."""
+    try:
+        import smplx
+    except ImportError:
+        raise RuntimeError("the mano benchmark's baseline is smplx: pip install smplx (a test/bench-only dependency)") from None
+    from ..mano.embedded import write_mano_pickle
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"MANO_{model.side.upper()}.pkl"
+        write_mano_pickle(model.arrays(), path)
+        layer = smplx.create(str(path), model_type="mano", use_pca=False, is_rhand=model.side == "right",
+                             flat_hand_mean=True, batch_size=batch)
+    return layer.to(device)
+
+
+def _flops_bytes(op: str, batch: int, V: int, shared: bool, itemsize: int) -> tuple[float, float]:
+    """Rough FLOPs (multiply-add = 2) and the minimal bytes moved (inputs + outputs, constants once)."""
+    nv = V if op == "mano_forward" else 5
+    per_vert = 2 * (3 * NUM_POSE_FEATS + 16 * 12 + 9 + 3) + (0 if shared else 2 * 3 * 10)
+    per_sample = nv * per_vert + 16 * (60 + 27 + 36)  # + rodrigues and 3x4 chain products
+    inputs = batch * (48 + 3 + (0 if shared else 10)) * itemsize
+    outputs = batch * ((V * 3 if op == "mano_forward" else 0) + NUM_KEYPOINTS * 3) * itemsize
+    consts = nv * (3 + 3 * 10 + 3 * NUM_POSE_FEATS + 16) * 4
+    return float(batch * per_sample), float(inputs + outputs + consts)
+
+
+def _run_ours(op, model, betas, pose, trans, backend):
+    c = model.constants(pose.device, pose.dtype, tips_only=op == "mano_joints")
+    if op == "mano_forward":
+        return lambda: mano_forward(betas, pose, trans, c, backend=backend, check=False)
+    return lambda: mano_joints(betas, pose, trans, c, backend=backend, check=False)
+
+
+def run_mano_bench(device: str = "cpu", batches=(1, 1024, 65536), json_path=None, backends=None, repeats=None,
+                   ops=("mano_forward", "mano_joints"), model: ManoModel | None = None, quiet: bool = False) -> list[dict]:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA GPU is visible to torch")
+    model = model or ManoModel.embedded("right")
+    if backends is None:
+        cands = [Backend.REFERENCE, Backend.CPP] if device == "cpu" else [Backend.REFERENCE, Backend.CUDA, Backend.TRITON]
+        backends = [b.value for b in cands if is_available(b)[0]]
+    bw = measured_bandwidth_gbs(device)
+    meta = stamp(device)
+    records = []
+    for batch in batches:
+        betas, pose, trans = make_inputs(batch, device)
+        layer = smplx_layer(model, device, batch)
+        n = min(batch, ERR_SAMPLES)
+        with torch.no_grad():
+            base_t = time_fn(lambda: layer(betas=betas.expand(batch, -1), global_orient=pose[:, :3], hand_pose=pose[:, 3:],
+                                           transl=trans), device, repeats=repeats)
+            ref64 = model.to(device)(betas.double(), pose[:n, :3].double(), pose[:n, 3:].double(), trans[:n].double(),
+                                     backend="reference")
+        model_smplx = ManoModel(model.arrays(), model.side, trans_mode="smplx")
+        base_rec = dict(op="mano_forward", impl="smplx", device=device, dtype="float32", shape=[batch, 778, 3], **base_t,
+                        max_abs_err_vs_reference=None, baseline="smplx", speedup_vs_baseline=1.0, **meta)
+        records.append(base_rec)
+        for op in ops:
+            for b in backends:
+                fn = _run_ours(op, model, betas, pose, trans, b)
+                with torch.no_grad():
+                    t = time_fn(fn, device, repeats=repeats)
+                    out = fn()
+                got = out[1] if op == "mano_forward" else out
+                err = (got[:n].double() - ref64.keypoints).abs().max().item()
+                if op == "mano_forward":
+                    err = max(err, (out[0][:n].double() - ref64.vertices).abs().max().item())
+                flops, nbytes = _flops_bytes(op, batch, 778, True, 4)
+                rec = dict(op=op, impl=b, device=device, dtype="float32",
+                           shape=[batch, 778, 3] if op == "mano_forward" else [batch, NUM_KEYPOINTS, 3], **t,
+                           max_abs_err_vs_reference=err, baseline="smplx",
+                           speedup_vs_baseline=base_t["median_ms"] / t["median_ms"], flops=flops, bytes=nbytes,
+                           gflops_per_s=flops / (t["median_ms"] * 1e6), **meta)
+                if bw:
+                    rec["bandwidth_floor_ms"] = nbytes / (bw * 1e9) * 1e3
+                    rec["fraction_of_bandwidth_floor"] = rec["bandwidth_floor_ms"] / t["median_ms"]
+                    rec["measured_copy_bandwidth_gbs"] = bw
+                records.append(rec)
+        # smplx's transl convention must give the same mesh as our smplx mode: a cheap sanity check
+        with torch.no_grad():
+            v_ours = model_smplx.to(device)(betas[:, :], pose[:n, :3], pose[:n, 3:], trans[:n], backend="reference").vertices
+            v_smplx = layer(betas=betas.expand(batch, -1), global_orient=pose[:, :3], hand_pose=pose[:, 3:], transl=trans).vertices[:n]
+        base_rec["max_abs_err_vs_reference"] = (v_ours - v_smplx).abs().max().item()
+        del layer
+    if not quiet:
+        print(f"device: {meta['device_name']}  (speedup = smplx median / ours median, same inputs, same run)")
+        print_table(records)
+    if json_path:
+        write_records(records, json_path)
+        if not quiet:
+            print(f"wrote {json_path}")
+    return records

@@ -1,0 +1,1 @@
+"""The ``beingh0`` command: ``beingh0 <verb> ...``; see ``main.py``."""

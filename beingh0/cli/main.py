@@ -1,0 +1,105 @@
+"""``beingh0`` command line: a table from verb to library function. No logic lives here."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _info(a):
+    from ..info import info_text
+
+    print(info_text())
+
+
+def _demo(a):
+    from ..mano.demo import run_demo
+
+    run_demo(out_dir=a.out, frames=a.frames, noise_mm=a.noise_mm, seed=a.seed, backend=a.backend)
+
+
+def _mano_convert(a):
+    from ..mano.convert import convert_model
+
+    print(convert_model(a.src, a.dst, side=a.side))
+
+
+def _mano_export_embedded(a):
+    from ..mano.convert import export_embedded
+
+    for p in export_embedded(a.out_dir, fmt=a.format):
+        print(p)
+
+
+def _mano_fit(a):
+    from ..mano.fit import FitConfig, fit_file
+    from ..mano.model import ManoModel
+
+    model = ManoModel.from_file(a.model, side=a.side) if a.model else ManoModel.embedded(a.side or "right")
+    cfg = FitConfig(backend=a.backend, progress=not a.quiet)
+    fit_file(a.keypoints, a.out, model=model, config=cfg, render_path=a.render)
+
+
+def _bench_mano(a):
+    from ..benchmark.mano import run_mano_bench
+
+    run_mano_bench(device=a.device, batches=a.batch, json_path=a.json, backends=a.backends, repeats=a.repeats)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="beingh0", description="Being-H0: hand models, motion tokens, VLA training and deployment.")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    s = sub.add_parser("info", help="versions, devices and which kernel backends this machine has (and why not)")
+    s.set_defaults(fn=_info)
+
+    s = sub.add_parser("demo", help="main job on the embedded default: pose the hand, add noise, fit it back, report mm, render")
+    s.add_argument("--out", default="out/demo", help="output folder for the render and the fitted parameters (default: out/demo)")
+    s.add_argument("--frames", type=int, default=90, help="frames of motion at 15 FPS (default: 90)")
+    s.add_argument("--noise-mm", type=float, default=4.0, help="std of the Gaussian keypoint noise in mm (default: 4)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--backend", default=None, help="kernel backend: auto, reference, cpp, cuda, triton")
+    s.set_defaults(fn=_demo)
+
+    mano = sub.add_parser("mano", help="hand model tools: convert, export-embedded, fit").add_subparsers(dest="mano_verb", required=True, metavar="TOOL")
+    s = mano.add_parser("convert", help="convert MANO_*.pkl (read safely, no chumpy) to .npz or .safetensors")
+    s.add_argument("src", help="MANO_RIGHT.pkl / MANO_LEFT.pkl (or .npz/.safetensors)")
+    s.add_argument("dst", help="output .npz or .safetensors")
+    s.add_argument("--side", choices=["right", "left"], default=None, help="default: from the file name")
+    s.set_defaults(fn=_mano_convert)
+    s = mano.add_parser("export-embedded", help="write the embedded (non-MANO) hand model as MANO-layout pickles or native files")
+    s.add_argument("out_dir")
+    s.add_argument("--format", choices=["pkl", "npz", "safetensors"], default="pkl")
+    s.set_defaults(fn=_mano_export_embedded)
+    s = mano.add_parser("fit", help="fit MANO parameters to a (T, 21, 3) keypoint sequence in metres (.npy)")
+    s.add_argument("keypoints", help=".npy file of shape (T, 21, 3), Being-H0/MediaPipe keypoint order, metres")
+    s.add_argument("--out", required=True, help="output .npz with betas, global_orient, hand_pose, trans, errors")
+    s.add_argument("--render", default=None, help="PNG showing fitted hands next to the input keypoints")
+    s.add_argument("--model", default=None, help="MANO .pkl/.npz/.safetensors (default: the embedded hand)")
+    s.add_argument("--side", choices=["right", "left"], default=None)
+    s.add_argument("--backend", default=None)
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=_mano_fit)
+
+    bench = sub.add_parser("bench", help="kernel benchmarks against their anchors").add_subparsers(dest="bench_verb", required=True, metavar="OP")
+    s = bench.add_parser("mano", help="mano_forward / mano_joints vs smplx, side by side")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    s.add_argument("--batch", type=int, nargs="+", default=[1, 1024, 65536], help="batch sizes (default: 1 1024 65536)")
+    s.add_argument("--backends", nargs="+", default=None, help="default: every available backend for the device")
+    s.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: adaptive)")
+    s.add_argument("--json", default=None, help="write the records (ENGINEERING.md section 5) to this JSON file")
+    s.set_defaults(fn=_bench_mano)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        print(f"beingh0: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The ``mano`` op family: MANO forward kinematics + skinning behind one Python face.
+
+``mano_forward``: (betas, pose, trans) -> vertices (B, V, 3) and 21 keypoints (B, 21, 3).
+``mano_joints``: the 21 keypoints only; the caller passes the constants of the 5 fingertip
+vertices (``ManoConstants.tips()``), so no other vertex is ever skinned.
+
+Backends (``beingh0.ops.Backend``): the plain-torch reference (``beingh0.mano.lbs``, differentiated
+by autograd), C++ CPU and CUDA kernels (``csrc/mano``), and Triton (``kernels/mano.py``, forward
+only). The kernel backends run through the ``beingh0::mano_lbs`` custom op (fake implementation,
+autograd); its backward is our own backward kernel (``beingh0::mano_lbs_backward``), and Triton's
+forward pairs with the same backward math in C++ (CPU, interpreter) or CUDA.
+
+Dispatch overhead: a call goes through argument checks, one custom-op dispatch and the binding.
+A hot loop that has already validated its inputs can pass ``check=False``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+import torch
+
+from ..mano import lbs
+from ..mano.constants import NUM_JOINTS, NUM_KEYPOINTS, NUM_POSE_FEATS
+from .backend import Backend, ext, load_kernel_module, resolve
+
+#: Tests set BEINGH0_POISON_OUTPUTS=1: kernel outputs start as NaN, so an element a kernel forgets to
+#: write shows up as a mismatch instead of passing by luck on zeroed memory.
+_POISON = os.environ.get("BEINGH0_POISON_OUTPUTS") == "1"
+
+
+def _new_out(like: torch.Tensor, *shape) -> torch.Tensor:
+    return like.new_full(shape, float("nan")) if _POISON else like.new_empty(shape)
+
+
+_SUPPORTED = (Backend.REFERENCE, Backend.CPP, Backend.CUDA, Backend.TRITON)
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+
+
+@dataclass(frozen=True)
+class ManoConstants:
+    """Model arrays packed for the kernels (layout: ``csrc/README.md``). All C-contiguous.
+
+    v_template (V, 3); shapedirs_t (S, V*3); posedirs_t (135, V*3); j_template (16, 3);
+    j_shapedirs_t (S, 48); weights (V, 16); tip_ids (5,) int32 rows within these V vertices.
+    """
+
+    v_template: torch.Tensor
+    shapedirs_t: torch.Tensor
+    posedirs_t: torch.Tensor
+    j_template: torch.Tensor
+    j_shapedirs_t: torch.Tensor
+    weights: torch.Tensor
+    tip_ids: torch.Tensor
+
+    @staticmethod
+    def from_arrays(v_template, shapedirs, posedirs, J_regressor, weights, tip_ids, *, device=None, dtype=torch.float32):
+        """Pack MANO-layout arrays: v_template (V,3), shapedirs (V,3,S), posedirs (V,3,135), J_regressor (16,V), weights (V,16)."""
+        f = lambda x: torch.as_tensor(x, dtype=torch.float64)  # pack in float64, then cast once
+        vt, sd, pd, jr, w = f(v_template), f(shapedirs), f(posedirs), f(J_regressor), f(weights)
+        V, S = vt.shape[0], sd.shape[-1]
+        packed = dict(
+            v_template=vt,
+            shapedirs_t=sd.reshape(V * 3, S).T,
+            posedirs_t=pd.reshape(V * 3, NUM_POSE_FEATS).T,
+            j_template=jr @ vt,
+            j_shapedirs_t=torch.einsum("jv,vcs->sjc", jr, sd).reshape(S, NUM_JOINTS * 3),
+            weights=w,
+        )
+        out = {k: v.to(device=device, dtype=dtype).contiguous() for k, v in packed.items()}
+        out["tip_ids"] = torch.as_tensor(tip_ids, dtype=torch.int32, device=device).contiguous()
+        return ManoConstants(**out)
+
+    def tips(self) -> "ManoConstants":
+        """The constants of the 5 fingertip vertices only (what ``mano_joints`` takes)."""
+        idx = self.tip_ids.long()
+        V = self.v_template.shape[0]
+        cols = (idx[:, None] * 3 + torch.arange(3, device=idx.device)).reshape(-1)
+        return ManoConstants(
+            v_template=self.v_template[idx].contiguous(),
+            shapedirs_t=self.shapedirs_t[:, cols].contiguous(),
+            posedirs_t=self.posedirs_t[:, cols].contiguous(),
+            j_template=self.j_template,
+            j_shapedirs_t=self.j_shapedirs_t,
+            weights=self.weights[idx].contiguous(),
+            tip_ids=torch.arange(5, dtype=torch.int32, device=idx.device),
+        ) if V != 5 else self
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @property
+    def num_verts(self) -> int:
+        return self.v_template.shape[0]
+
+    @property
+    def num_betas(self) -> int:
+        return self.shapedirs_t.shape[0]
+
+
+# --------------------------------------------------------------------------------------------
+# validation (before any launch)
+
+
+def _check_inputs(op: str, betas, pose, trans, c: ManoConstants, trans_mode: int, check_finite: bool):
+    for name, t in (("pose", pose), ("betas", betas), ("trans", trans)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in _DTYPE_CODES:
+            raise TypeError(f"{op}: {name} has dtype {t.dtype}; expected float32, float64, float16 or bfloat16")
+        if t.device != pose.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but pose is on {pose.device}; put all inputs on one device")
+        if t.dtype != pose.dtype:
+            raise TypeError(f"{op}: {name} has dtype {t.dtype} but pose has {pose.dtype}; cast them to one dtype")
+    if pose.dim() != 2 or pose.shape[1] != 3 * NUM_JOINTS:
+        raise ValueError(f"{op}: pose must have shape (B, 48) (global_orient + 45 hand_pose axis-angle), got {tuple(pose.shape)}")
+    B = pose.shape[0]
+    if trans.shape != (B, 3):
+        raise ValueError(f"{op}: trans must have shape ({B}, 3), got {tuple(trans.shape)}")
+    S = c.num_betas
+    if betas.dim() != 2 or betas.shape[1] != S or betas.shape[0] not in (1, B):
+        raise ValueError(f"{op}: betas must have shape ({B}, {S}) or (1, {S}) (shared by the batch), got {tuple(betas.shape)}")
+    if trans_mode not in (0, 1):
+        raise ValueError(f"{op}: trans_mode must be 0 (Being-H0 wrist) or 1 (smplx transl), got {trans_mode}")
+    for f in fields(c):
+        t = getattr(c, f.name)
+        if t.device != pose.device:
+            raise ValueError(f"{op}: model constant {f.name} is on {t.device} but the inputs are on {pose.device}; "
+                             "use ManoModel.to(device) or constants for the inputs' device")
+        if not t.is_contiguous():
+            raise ValueError(f"{op}: model constant {f.name} must be contiguous")
+    want = torch.float64 if pose.dtype == torch.float64 else torch.float32
+    if c.v_template.dtype != want:
+        raise TypeError(f"{op}: constants are {c.v_template.dtype} but {pose.dtype} inputs need {want} constants "
+                        f"(ManoModel.constants(device, dtype) builds them)")
+    if check_finite:
+        for name, t in (("betas", betas), ("pose", pose), ("trans", trans)):
+            if t.numel() and not bool(torch.isfinite(t).all()):
+                bad = (~torch.isfinite(t)).nonzero()[0].tolist()
+                raise ValueError(f"{op}: {name} contains NaN or inf (first at index {bad}); clean the input "
+                                 "(e.g. interpolate gaps with beingh0.mano.fit.interpolate_gaps)")
+
+
+# --------------------------------------------------------------------------------------------
+# backends
+
+
+def _reference(betas, pose, trans, c: ManoConstants, trans_mode, with_vertices):
+    V, S = c.num_verts, c.num_betas
+    cdt = pose.dtype if pose.dtype in (torch.float32, torch.float64) else torch.float32
+    cast = lambda t: t.to(cdt)
+    verts, kp = lbs.mano_lbs(
+        cast(betas), cast(pose), cast(trans),
+        v_template=cast(c.v_template), shapedirs=cast(c.shapedirs_t).T.reshape(V, 3, S),
+        posedirs=cast(c.posedirs_t).T.reshape(V, 3, NUM_POSE_FEATS), weights=cast(c.weights),
+        joint_template=cast(c.j_template), joint_shapedirs=cast(c.j_shapedirs_t).T.reshape(NUM_JOINTS, 3, S),
+        tip_ids=c.tip_ids.long(), trans_mode=trans_mode, with_vertices=with_vertices,
+    )
+    if verts is None:
+        verts = kp.new_empty(pose.shape[0], 0, 3)
+    return verts.to(pose.dtype), kp.to(pose.dtype)
+
+
+def _ptrs(c: ManoConstants):
+    return [t.data_ptr() for t in c.tensors()]
+
+
+def _kernel_forward(backend, betas, pose, trans, c: ManoConstants, trans_mode, with_vertices):
+    B, V, S = pose.shape[0], c.num_verts, c.num_betas
+    verts = _new_out(pose, B, V if with_vertices else 0, 3)
+    kp = _new_out(pose, B, NUM_KEYPOINTS, 3)
+    if B == 0:
+        return verts, kp
+    if backend is Backend.TRITON:
+        mod = load_kernel_module("mano")
+        v, k = mod.mano_lbs_triton(betas, pose, trans, *c.tensors(), trans_mode, with_vertices)
+        return (v if v is not None else verts), k
+    betas, pose, trans = betas.contiguous(), pose.contiguous(), trans.contiguous()
+    args = [_DTYPE_CODES[pose.dtype], betas.data_ptr(), betas.shape[0], pose.data_ptr(), trans.data_ptr(),
+            *_ptrs(c), B, V, S, trans_mode, verts.data_ptr() if with_vertices else 0, kp.data_ptr()]
+    if backend is Backend.CPP:
+        ext().mano_forward_cpu(*args)
+    else:
+        with torch.cuda.device(pose.device):
+            ext().mano_forward_cuda(*args, torch.cuda.current_stream(pose.device).cuda_stream)
+    return verts, kp
+
+
+def _kernel_backward(backend, grad_verts, grad_kp, betas, pose, trans, c: ManoConstants, trans_mode, with_vertices):
+    B, V, S = pose.shape[0], c.num_verts, c.num_betas
+    g_betas, g_pose, g_trans = _new_out(betas, *betas.shape), _new_out(pose, *pose.shape), _new_out(trans, *trans.shape)
+    if B == 0:
+        return g_betas.zero_(), g_pose, g_trans
+    betas, pose, trans = betas.contiguous(), pose.contiguous(), trans.contiguous()
+    gv = grad_verts.contiguous() if (with_vertices and grad_verts is not None) else None
+    gk = grad_kp.contiguous() if grad_kp is not None else None
+    args = [_DTYPE_CODES[pose.dtype], gv.data_ptr() if gv is not None else 0, gk.data_ptr() if gk is not None else 0,
+            betas.data_ptr(), betas.shape[0], pose.data_ptr(), trans.data_ptr(), *_ptrs(c), B, V, S, trans_mode,
+            g_betas.data_ptr(), g_pose.data_ptr(), g_trans.data_ptr()]
+    if backend is Backend.CPP:
+        ext().mano_backward_cpu(*args)
+    else:
+        with torch.cuda.device(pose.device):
+            ext().mano_backward_cuda(*args, torch.cuda.current_stream(pose.device).cuda_stream)
+    return g_betas, g_pose, g_trans
+
+
+def _consts(v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids):
+    return ManoConstants(v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids)
+
+
+# --------------------------------------------------------------------------------------------
+# custom ops
+
+
+@torch.library.custom_op("beingh0::mano_lbs", mutates_args=())
+def _mano_lbs_op(
+    betas: torch.Tensor, pose: torch.Tensor, trans: torch.Tensor,
+    v_template: torch.Tensor, shapedirs_t: torch.Tensor, posedirs_t: torch.Tensor, j_template: torch.Tensor,
+    j_shapedirs_t: torch.Tensor, weights: torch.Tensor, tip_ids: torch.Tensor,
+    trans_mode: int, with_vertices: bool, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    c = _consts(v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids)
+    return _kernel_forward(Backend(backend), betas, pose, trans, c, trans_mode, with_vertices)
+
+
+@_mano_lbs_op.register_fake
+def _(betas, pose, trans, v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids,
+      trans_mode, with_vertices, backend):
+    B = pose.shape[0]
+    V = v_template.shape[0] if with_vertices else 0
+    return pose.new_empty(B, V, 3), pose.new_empty(B, NUM_KEYPOINTS, 3)
+
+
+@torch.library.custom_op("beingh0::mano_lbs_backward", mutates_args=())
+def _mano_lbs_backward_op(
+    grad_verts: torch.Tensor, grad_keypoints: torch.Tensor,
+    betas: torch.Tensor, pose: torch.Tensor, trans: torch.Tensor,
+    v_template: torch.Tensor, shapedirs_t: torch.Tensor, posedirs_t: torch.Tensor, j_template: torch.Tensor,
+    j_shapedirs_t: torch.Tensor, weights: torch.Tensor, tip_ids: torch.Tensor,
+    trans_mode: int, with_vertices: bool, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    c = _consts(v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids)
+    return _kernel_backward(Backend(backend), grad_verts, grad_keypoints, betas, pose, trans, c, trans_mode, with_vertices)
+
+
+@_mano_lbs_backward_op.register_fake
+def _(grad_verts, grad_keypoints, betas, pose, trans, *rest):
+    return torch.empty_like(betas), torch.empty_like(pose), torch.empty_like(trans)
+
+
+def _setup_context(ctx, inputs, output):
+    betas, pose, trans, *consts, trans_mode, with_vertices, backend = inputs
+    ctx.save_for_backward(betas, pose, trans, *consts)
+    ctx.trans_mode, ctx.with_vertices, ctx.backend = trans_mode, with_vertices, backend
+
+
+def _backward(ctx, grad_verts, grad_kp):
+    betas, pose, trans, *consts = ctx.saved_tensors
+    b = Backend(ctx.backend)
+    if b is Backend.TRITON:  # Triton has no backward kernel: pair it with the same math in C++/CUDA
+        b = Backend.CUDA if pose.is_cuda else Backend.CPP
+    if grad_kp is None:
+        grad_kp = pose.new_zeros(pose.shape[0], NUM_KEYPOINTS, 3)
+    if grad_verts is None or not ctx.with_vertices:
+        grad_verts = pose.new_zeros(pose.shape[0], consts[0].shape[0] if ctx.with_vertices else 0, 3)
+    gb, gp, gt = _mano_lbs_backward_op(grad_verts, grad_kp, betas, pose, trans, *consts,
+                                       ctx.trans_mode, ctx.with_vertices, b.value)
+    return (gb, gp, gt) + (None,) * 10
+
+
+_mano_lbs_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------------------------
+# public functions
+
+
+def _run(op, betas, pose, trans, constants, trans_mode, with_vertices, backend, check):
+    if not isinstance(constants, ManoConstants):
+        raise TypeError(f"{op}: constants must be a ManoConstants (ManoModel.constants(...)), got {type(constants).__name__}")
+    _check_inputs(op, betas, pose, trans, constants, trans_mode, check)
+    b = resolve(op, backend, pose.device.type, _SUPPORTED)
+    if b is Backend.REFERENCE:  # plain torch, differentiated by autograd
+        v, k = _reference(betas, pose, trans, constants, trans_mode, with_vertices)
+        return (v if with_vertices else None), k
+    if b is Backend.CPP and pose.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: the C++ CPU kernels take float32 or float64, got {pose.dtype}; cast the inputs")
+    return _mano_lbs_op(betas, pose, trans, *constants.tensors(), trans_mode, with_vertices, b.value)
+
+
+def mano_forward(betas, pose, trans, constants: ManoConstants, *, trans_mode: int = 0, backend=None, check: bool = True):
+    """MANO forward kinematics and skinning.
+
+    Args:
+        betas: (B, S) or (1, S) (one shape shared by the whole batch: the shaped template and the
+            rest joints are then computed once).
+        pose: (B, 48) axis-angle: global_orient then the 15 hand joints in MANO order.
+        trans: (B, 3): the posed wrist position (trans_mode 0, Being-H0) or smplx's transl (1).
+        constants: packed model arrays (``ManoModel.constants``).
+        backend: None (``$BEINGH0_BACKEND`` or auto), or a ``Backend``/its name.
+        check: validate shapes/dtypes/devices and reject NaN/inf before launching.
+
+    Returns:
+        vertices (B, V, 3) and keypoints (B, 21, 3) (Being-H0 order), in the inputs' dtype.
+    """
+    return tuple(_run("mano_forward", betas, pose, trans, constants, trans_mode, True, backend, check))
+
+
+def mano_joints(betas, pose, trans, constants: ManoConstants, *, trans_mode: int = 0, backend=None, check: bool = True):
+    """The 21 keypoints (B, 21, 3) without skinning the whole mesh: only the 5 fingertip vertices
+    are computed. ``constants`` may be the full model's (the tip rows are taken) or ``.tips()``."""
+    c = constants.tips() if isinstance(constants, ManoConstants) else constants
+    return _run("mano_joints", betas, pose, trans, c, trans_mode, False, backend, check)[1]

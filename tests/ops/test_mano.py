@@ -1,0 +1,232 @@
+"""mano_forward / mano_joints: every backend vs the float64 reference, gradients, op registration, bad input."""
+import os
+
+import pytest
+import torch
+
+from beingh0.mano.model import ManoModel, mirror_points, mirror_pose
+from beingh0.ops import Backend, ManoConstants, mano_forward, mano_joints
+from beingh0.ops.backend import ENV_VAR, is_available, resolve
+from beingh0.testing import assert_verbose_allclose, random_mano_arrays, random_pose
+
+KERNELS = [Backend.CPP, Backend.TRITON, Backend.CUDA]
+
+
+def _device(backend):
+    return "cuda" if backend is Backend.CUDA or (backend is Backend.TRITON and torch.cuda.is_available()) else "cpu"
+
+
+def _skip_unavailable(backend):
+    ok, why = is_available(backend)
+    if not ok:
+        pytest.skip(f"{backend.value} backend unavailable: {why}")
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    return random_mano_arrays(seed=11)
+
+
+def _inputs(B, shared, seed, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    betas = torch.randn(1 if shared else B, 10, generator=g, dtype=torch.float64)
+    trans = 0.1 * torch.randn(B, 3, generator=g, dtype=torch.float64)
+    pose = random_pose(B, seed=seed)
+    return [t.to(device=device, dtype=dtype) for t in (betas, pose, trans)]
+
+
+def _reference(c64, betas, pose, trans, trans_mode, with_vertices=True):
+    v, k = mano_forward(betas.double().cpu(), pose.double().cpu(), trans.double().cpu(), c64, trans_mode=trans_mode,
+                        backend="reference")
+    return v, k
+
+
+TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+
+
+@pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
+@pytest.mark.parametrize("B", [1, 3, 17])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_betas", "own_betas"])
+@pytest.mark.parametrize("trans_mode", [0, 1], ids=["wrist", "smplx"])
+def test_forward_matches_reference(arrays, backend, B, shared, trans_mode):
+    _skip_unavailable(backend)
+    dev = _device(backend)
+    m = ManoModel(arrays)
+    c64 = m.constants("cpu", torch.float64)
+    dtypes = [torch.float32] + ([torch.float64] if backend is Backend.CPP else []) + \
+             ([torch.float16, torch.bfloat16] if dev == "cuda" else [])
+    for dtype in dtypes:
+        betas, pose, trans = _inputs(B, shared, seed=B * 7 + trans_mode, dtype=dtype, device=dev)
+        v_ref, k_ref = _reference(c64, betas, pose, trans, trans_mode)
+        c = m.constants(dev, dtype)
+        v, k = mano_forward(betas, pose, trans, c, trans_mode=trans_mode, backend=backend)
+        assert v.dtype == dtype and k.dtype == dtype and v.shape == (B, 778, 3) and k.shape == (B, 21, 3)
+        assert_verbose_allclose(v, v_ref, atol=TOL[dtype], name=f"{backend.value} {dtype} vertices")
+        assert_verbose_allclose(k, k_ref, atol=TOL[dtype], name=f"{backend.value} {dtype} keypoints")
+        kj = mano_joints(betas, pose, trans, m.constants(dev, dtype, tips_only=True), trans_mode=trans_mode, backend=backend)
+        assert_verbose_allclose(kj, k_ref, atol=TOL[dtype], name=f"{backend.value} {dtype} mano_joints")
+
+
+@pytest.mark.parametrize("backend", [Backend.CPP, Backend.CUDA], ids=lambda b: b.value)
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_betas", "own_betas"])
+@pytest.mark.parametrize("trans_mode", [0, 1], ids=["wrist", "smplx"])
+def test_backward_matches_reference(arrays, backend, shared, trans_mode):
+    _skip_unavailable(backend)
+    dev = _device(backend)
+    m = ManoModel(arrays)
+    B = 5
+    for joints_only in (False, True):
+        base = _inputs(B, shared, seed=3 + trans_mode)
+        g = torch.Generator().manual_seed(5)
+        gv, gk = torch.randn(B, 778, 3, generator=g, dtype=torch.float64), torch.randn(B, 21, 3, generator=g, dtype=torch.float64)
+        grads = {}
+        for name, b, d in (("ref", "reference", "cpu"), ("kernel", backend, dev)):
+            x = [t.to(d).requires_grad_() for t in base]
+            c = m.constants(d, torch.float64, tips_only=joints_only)
+            if joints_only:
+                loss = (mano_joints(*x, c, trans_mode=trans_mode, backend=b) * gk.to(d)).sum()
+            else:
+                v, k = mano_forward(*x, c, trans_mode=trans_mode, backend=b)
+                loss = (v * gv.to(d)).sum() + (k * gk.to(d)).sum()
+            grads[name] = torch.autograd.grad(loss, x)
+        for n, a, e in zip(("betas", "pose", "trans"), grads["kernel"], grads["ref"]):
+            assert_verbose_allclose(a, e, atol=1e-9, rtol=1e-9, name=f"grad {n} (joints_only={joints_only})")
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_betas", "own_betas"])
+def test_gradcheck_cpp(arrays, shared):
+    _skip_unavailable(Backend.CPP)
+    m = ManoModel(random_mano_arrays(seed=2, num_verts=40))  # small model keeps gradcheck quick
+    m.tips_override = None
+    c = ManoConstants.from_arrays(m.v_template, m.shapedirs, m.posedirs, m.J_regressor, m.weights, (3, 9, 17, 25, 39),
+                                  dtype=torch.float64)
+    x = [t.requires_grad_() for t in _inputs(2, shared, seed=1)]
+    for mode in (0, 1):
+        assert torch.autograd.gradcheck(lambda *a: mano_forward(*a, c, trans_mode=mode, backend="cpp"), x)
+        assert torch.autograd.gradcheck(lambda *a: mano_joints(*a, c, trans_mode=mode, backend="cpp"), x)
+
+
+def test_gradcheck_reference(arrays):
+    m = ManoModel(random_mano_arrays(seed=4, num_verts=30))
+    c = ManoConstants.from_arrays(m.v_template, m.shapedirs, m.posedirs, m.J_regressor, m.weights, (0, 5, 10, 15, 20),
+                                  dtype=torch.float64)
+    x = [t.requires_grad_() for t in _inputs(3, False, seed=9)]
+    assert torch.autograd.gradcheck(lambda *a: mano_forward(*a, c, backend="reference"), x)
+
+
+def test_opcheck(arrays):
+    _skip_unavailable(Backend.CPP)
+    m = ManoModel(arrays)
+    c = m.constants("cpu", torch.float32)
+    betas, pose, trans = [t.requires_grad_() for t in _inputs(4, True, seed=2, dtype=torch.float32)]
+    from beingh0.ops.mano import _mano_lbs_op
+
+    for wv in (True, False):
+        cc = c if wv else c.tips()
+        torch.library.opcheck(_mano_lbs_op, (betas, pose, trans, *cc.tensors(), 0, wv, "cpp"))
+
+
+def test_compile_with_kernels(arrays):
+    _skip_unavailable(Backend.CPP)
+    m = ManoModel(arrays)
+    c = m.constants("cpu", torch.float32)
+    betas, pose, trans = _inputs(3, True, seed=2, dtype=torch.float32)
+    f = torch.compile(lambda b, p, t: mano_forward(b, p, t, c, backend="cpp", check=False)[0].sum(-1), fullgraph=True)
+    eager = mano_forward(betas, pose, trans, c, backend="cpp")[0].sum(-1)
+    assert_verbose_allclose(f(betas, pose, trans), eager, atol=1e-6)
+
+
+def test_left_hand_mirror():
+    """A mirrored model with a mirrored pose gives the mirrored mesh (left-hand handling)."""
+    arrays = random_mano_arrays(seed=6)
+    M = torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    left = dict(arrays)
+    left["v_template"] = arrays["v_template"] * M.numpy()
+    left["shapedirs"] = arrays["shapedirs"] * M.numpy()[None, :, None]
+    # pose features f = R - I transform as M (R - I) M: entry (i, j) picks up M_ii M_jj
+    sign = (M[:, None] * M[None, :]).reshape(9).repeat(15).numpy()
+    left["posedirs"] = arrays["posedirs"] * M.numpy()[None, :, None] * sign[None, None, :]
+    r, l_ = ManoModel(arrays), ManoModel(left, "left")
+    pose = random_pose(4, seed=8, mix=False)
+    betas, trans = torch.randn(1, 10, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    out_r = r(betas, pose[:, :3], pose[:, 3:], trans, backend="reference")
+    mp = mirror_pose(pose)
+    out_l = l_(betas, mp[:, :3], mp[:, 3:], mirror_points(trans), backend="reference")
+    assert_verbose_allclose(out_l.vertices, mirror_points(out_r.vertices), atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------- selection
+
+
+def test_backend_selection(arrays, monkeypatch):
+    assert resolve("x", "reference", "cpu", tuple(Backend)) is Backend.REFERENCE
+    with pytest.raises(ValueError, match="unknown backend 'fast'"):
+        resolve("x", "fast", "cpu", tuple(Backend))
+    monkeypatch.setenv(ENV_VAR, "reference")
+    assert resolve("x", None, "cpu", tuple(Backend)) is Backend.REFERENCE
+    monkeypatch.setenv(ENV_VAR, "nonsense")
+    with pytest.raises(ValueError, match=ENV_VAR):
+        resolve("x", None, "cpu", tuple(Backend))
+    monkeypatch.delenv(ENV_VAR)
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, ValueError), match="cuda"):
+            resolve("mano_forward", "cuda", "cpu", tuple(Backend))
+    if is_available(Backend.CPP)[0]:
+        assert resolve("x", None, "cpu", tuple(Backend)) is Backend.CPP
+        with pytest.raises(ValueError, match="cannot run on cuda"):
+            resolve("x", "cpp", "cuda", tuple(Backend))
+
+
+# ----------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_bad_input_errors(arrays, backend):
+    if backend == "cpp":
+        _skip_unavailable(Backend.CPP)
+    c = ManoModel(arrays).constants("cpu", torch.float32)
+    betas, pose, trans = _inputs(4, True, seed=0, dtype=torch.float32)
+    f = lambda **kw: mano_forward(**{"betas": betas, "pose": pose, "trans": trans, "constants": c, "backend": backend, **kw})
+    with pytest.raises(ValueError, match=r"pose must have shape \(B, 48\)"):
+        f(pose=pose[:, :45])
+    with pytest.raises(ValueError, match=r"trans must have shape \(4, 3\)"):
+        f(trans=trans[:3])
+    with pytest.raises(ValueError, match="betas must have shape"):
+        f(betas=torch.zeros(2, 10))
+    with pytest.raises(TypeError, match="dtype torch.int64"):
+        f(pose=pose.long())
+    with pytest.raises(TypeError, match="cast them to one dtype"):
+        f(trans=trans.double())
+    with pytest.raises(TypeError, match="constants are torch.float32"):
+        f(betas=betas.double(), pose=pose.double(), trans=trans.double())
+    with pytest.raises(ValueError, match="trans_mode"):
+        f(trans_mode=3)
+    bad = pose.clone()
+    bad[2, 7] = float("nan")
+    with pytest.raises(ValueError, match=r"pose contains NaN or inf \(first at index \[2, 7\]\)"):
+        f(pose=bad)
+    bad = trans.clone()
+    bad[1, 0] = float("inf")
+    with pytest.raises(ValueError, match="trans contains NaN or inf"):
+        f(trans=bad)
+    with pytest.raises(ValueError, match="is on meta"):
+        f(pose=pose.to("meta"))
+    with pytest.raises(TypeError, match="ManoConstants"):
+        f(constants=arrays)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        f(pose=pose.numpy())
+
+
+def test_cpp_rejects_half(arrays):
+    _skip_unavailable(Backend.CPP)
+    c = ManoModel(arrays).constants("cpu", torch.float16)
+    b, p, t = _inputs(2, True, seed=0, dtype=torch.float16)
+    with pytest.raises(TypeError, match="C\\+\\+ CPU kernels take float32 or float64"):
+        mano_forward(b, p, t, c, backend="cpp")
+
+
+def test_empty_batch(arrays):
+    _skip_unavailable(Backend.CPP)
+    c = ManoModel(arrays).constants("cpu", torch.float32)
+    v, k = mano_forward(torch.zeros(1, 10), torch.zeros(0, 48), torch.zeros(0, 3), c, backend="cpp")
+    assert v.shape == (0, 778, 3) and k.shape == (0, 21, 3)
