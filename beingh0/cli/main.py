@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 
 
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, pickle.UnpicklingError) as e:
         print(f"beingh0: error: {e}", file=sys.stderr)
         return 2
     return 0
