@@ -126,8 +126,23 @@ def requested(backend: "Backend | str | None") -> Backend:
 _logged: set = set()
 
 
+def _assume_constant(fn):
+    # Under torch.compile the backend choice is a Python-level constant of the traced call: don't trace
+    # into the availability probes (imports, the compiled module), bake the result into the graph.
+    import torch
+
+    return torch.compiler.assume_constant_result(fn)
+
+
 def resolve(op: str, backend: "Backend | str | None", device_type: str, supported: tuple[Backend, ...]) -> Backend:
     """Pick the concrete backend for one call of ``op`` on ``device_type`` ('cpu' or 'cuda')."""
+    name = backend.value if isinstance(backend, Backend) else backend
+    return Backend(_resolve_name(op, name, device_type, tuple(b.value for b in supported)))
+
+
+@_assume_constant
+def _resolve_name(op: str, backend: str | None, device_type: str, supported_names: tuple[str, ...]) -> str:
+    supported = tuple(Backend(n) for n in supported_names)
     want = requested(backend)
     if want is not Backend.AUTO:
         if want not in supported:
@@ -139,11 +154,11 @@ def resolve(op: str, backend: "Backend | str | None", device_type: str, supporte
                      Backend.TRITON: device_type == "cuda" or _triton_interpret(), Backend.REFERENCE: True}[want]
         if not device_ok:
             raise ValueError(f"{op}: backend {want.value!r} cannot run on {device_type} tensors; move the inputs or choose another backend")
-        return want
+        return want.value
     order = (Backend.CUDA, Backend.TRITON) if device_type == "cuda" else (Backend.CPP,)
     choice = next((b for b in order if b in supported and is_available(b)[0]), Backend.REFERENCE)
     key = (op, device_type)
     if key not in _logged:
         _logged.add(key)
         log.info("%s on %s: using the %s backend", op, device_type, choice.value)
-    return choice
+    return choice.value
