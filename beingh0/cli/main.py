@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
+
+# Before torch loads: torch's OpenMP pool and ours (beingh0._C) would otherwise spin against each
+# other on small machines (see beingh0/ops/backend.py: 3.7x slower fits on 2 busy cores).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _info(a):

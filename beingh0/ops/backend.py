@@ -36,6 +36,11 @@ class Backend(str, enum.Enum):
 @functools.lru_cache(maxsize=None)
 def _ext():
     """The compiled module, or the ImportError explaining why it is missing."""
+    # _C links the system OpenMP runtime, torch ships its own: two thread pools on few cores. With
+    # libgomp's default active wait, each pool's idle threads spin while the other works; fitting
+    # 200 frames on 2 busy cores took 6.6 s instead of 1.8 s. Our parallel regions are coarse (blocks
+    # of samples), so passive waiting costs nothing. libgomp reads this once, when _C loads it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return importlib.import_module("beingh0._C")
     except ImportError as e:  # source checkout without a build, or a broken build
