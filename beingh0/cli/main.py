@@ -42,7 +42,7 @@ def _mano_fit(a):
 
     model = ManoModel.from_file(a.model, side=a.side) if a.model else ManoModel.embedded(a.side or "right")
     cfg = FitConfig(backend=a.backend, progress=not a.quiet)
-    fit_file(a.keypoints, a.out, model=model, config=cfg, render_path=a.render)
+    fit_file(a.keypoints, a.out, model=model, config=cfg, render_path=a.render, frames=a.frames, side=model.side)
 
 
 def _bench_mano(a):
@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--render", default=None, help="PNG showing fitted hands next to the input keypoints")
     s.add_argument("--model", default=None, help="MANO .pkl/.npz/.safetensors (default: the embedded hand)")
     s.add_argument("--side", choices=["right", "left"], default=None)
-    s.add_argument("--backend", default=None)
+    s.add_argument("--frames", type=int, default=None, help="fit only the first N frames (default: all)")
+    s.add_argument("--backend", default=None, help="kernel backend: auto, reference, cpp, cuda, triton")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_mano_fit)
 

@@ -60,6 +60,16 @@ struct ManoBackwardIO {
 // `max_dtype` is kF64 for the CPU and kBF16 for CUDA.
 Status validate(const char* op, const ManoArgs& a, int max_dtype);
 
+// The backward's output pointers (shared by the CPU and CUDA entry points).
+inline Status validate_backward_outputs(const char* op, const ManoArgs& a, const ManoBackwardIO& io) {
+  if (io.grad_betas == nullptr && (a.B > 0 || a.betas_rows == 1))
+    return Status::value_error(std::string(op) + ": argument grad_betas_out is a null pointer");
+  if (a.B > 0 && (io.grad_pose == nullptr || io.grad_trans == nullptr))
+    return Status::value_error(std::string(op) + ": argument " + (io.grad_pose ? "grad_trans_out" : "grad_pose_out") +
+                               " is a null pointer");
+  return {};
+}
+
 Status forward_cpu(const ManoArgs& a, const ManoForwardOut& out);
 Status backward_cpu(const ManoArgs& a, const ManoBackwardIO& io);
 

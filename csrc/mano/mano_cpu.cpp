@@ -430,11 +430,8 @@ Status backward_cpu(const ManoArgs& a, const ManoBackwardIO& io) {
   const char* op = "mano_backward_cpu";
   Status st = validate(op, a, kF64);
   if (!st.ok()) return st;
-  if (io.grad_betas == nullptr && (a.B > 0 || a.betas_rows == 1))
-    return Status::value_error(std::string(op) + ": argument grad_betas_out is a null pointer");
-  if (a.B > 0 && (io.grad_pose == nullptr || io.grad_trans == nullptr))
-    return Status::value_error(std::string(op) + ": argument " + (io.grad_pose ? "grad_trans_out" : "grad_pose_out") +
-                               " is a null pointer");
+  st = validate_backward_outputs(op, a, io);
+  if (!st.ok()) return st;
   st = check_tips<float>(op, a);
   if (!st.ok()) return st;
   if (a.B == 0) {  // the batch sum of an empty batch is 0

@@ -693,11 +693,8 @@ Status backward_cuda(const ManoArgs& a, const ManoBackwardIO& io, void* stream) 
   const char* op = "mano_backward_cuda";
   Status st = validate(op, a, kBF16);
   if (!st.ok()) return st;
-  if (io.grad_betas == nullptr && (a.B > 0 || a.betas_rows == 1))
-    return Status::value_error(std::string(op) + ": argument grad_betas_out is a null pointer");
-  if (a.B > 0 && (io.grad_pose == nullptr || io.grad_trans == nullptr))
-    return Status::value_error(std::string(op) + ": argument " + (io.grad_pose ? "grad_trans_out" : "grad_pose_out") +
-                               " is a null pointer");
+  st = validate_backward_outputs(op, a, io);
+  if (!st.ok()) return st;
   if (a.B == 0 && a.betas_rows != 1) return {};
   st = check_common(op, a);
   if (!st.ok()) return st;

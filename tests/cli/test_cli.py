@@ -63,3 +63,23 @@ def test_bench_mano_small(tmp_path, capsys):
             assert r["max_abs_err_vs_reference"] < 1e-5, r
         else:
             assert r["max_abs_err_vs_reference"] < 1e-5, "our smplx-mode mesh differs from smplx's"
+
+
+def test_mano_fit_on_real_keypoints(shared_data, tmp_path, capsys):
+    src = shared_data / "dex_retargeting_human_hand" / "human_joint_right.npy"
+    out, png = tmp_path / "fit.npz", tmp_path / "fit.png"
+    assert main(["mano", "fit", str(src), "--out", str(out), "--render", str(png), "--frames", "40", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "per-joint error (mm)" in text
+    from beingh0.mano.fit import FitResult
+
+    res = FitResult.load(out)
+    assert res.hand_pose.shape == (40, 45) and res.mean_error_mm < 12.0  # 4.3 mm on all 621 frames
+    assert png.stat().st_size > 10_000
+
+
+def test_mano_fit_rejects_bad_file(tmp_path, capsys):
+    bad = tmp_path / "kp.npy"
+    np.save(bad, np.zeros((10, 20, 3)))
+    assert main(["mano", "fit", str(bad), "--out", str(tmp_path / "o.npz"), "--quiet"]) == 2
+    assert "(T, 21, 3)" in capsys.readouterr().err
