@@ -73,7 +73,7 @@ inline Status validate_backward_outputs(const char* op, const ManoArgs& a, const
 Status forward_cpu(const ManoArgs& a, const ManoForwardOut& out);
 Status backward_cpu(const ManoArgs& a, const ManoBackwardIO& io);
 
-// CUDA (mano_cuda.cu; only linked when BEINGH0_HAVE_CUDA is defined). `stream` is a cudaStream_t.
+// CUDA (mano_cuda_fwd.cu, mano_cuda_bwd.cu; only linked when BEINGH0_HAVE_CUDA is defined). `stream` is a cudaStream_t.
 Status forward_cuda(const ManoArgs& a, const ManoForwardOut& out, void* stream);
 Status backward_cuda(const ManoArgs& a, const ManoBackwardIO& io, void* stream);
 int cuda_device_count();

@@ -1,4 +1,4 @@
-// Per-sample MANO math shared by the CPU (mano_cpu.cpp) and CUDA (mano_cuda.cu) kernels, so the
+// Per-sample MANO math shared by the CPU (mano_cpu.cpp) and CUDA (mano_cuda_*.cu) kernels, so the
 // CPU tests check the exact arithmetic the GPU runs. Spec: beingh0/mano/lbs.py (mano_lbs); the
 // backward is reverse-mode of that function, derived by hand (formulas beside each function).
 // All arrays are flat and row-major: R/GR (16*9), J/Jp (16*3), A (16*12: [G_R | t] per joint).
