@@ -70,8 +70,12 @@ class ManoConstants:
             j_shapedirs_t=torch.einsum("jv,vcs->sjc", jr, sd).reshape(S, NUM_JOINTS * 3),
             weights=w,
         )
+        tips = torch.as_tensor(tip_ids, dtype=torch.int64).cpu()
+        if tips.shape != (5,) or int(tips.min()) < 0 or int(tips.max()) >= V:
+            # checked here, once, on the CPU: the CUDA and Triton kernels trust these indices
+            raise ValueError(f"tip_ids must be 5 vertex ids in [0, {V}), got {tips.tolist()}")
         out = {k: v.to(device=device, dtype=dtype).contiguous() for k, v in packed.items()}
-        out["tip_ids"] = torch.as_tensor(tip_ids, dtype=torch.int32, device=device).contiguous()
+        out["tip_ids"] = tips.to(device=device, dtype=torch.int32).contiguous()
         return ManoConstants(**out)
 
     def tips(self) -> "ManoConstants":
@@ -174,14 +178,13 @@ def _ptrs(c: ManoConstants):
 
 def _kernel_forward(backend, betas, pose, trans, c: ManoConstants, trans_mode, with_vertices):
     B, V, S = pose.shape[0], c.num_verts, c.num_betas
+    if backend is Backend.TRITON:  # allocates its own outputs
+        v, k = load_kernel_module("mano").mano_lbs_triton(betas, pose, trans, *c.tensors(), trans_mode, with_vertices)
+        return (v if v is not None else pose.new_empty(B, 0, 3)), k
     verts = _new_out(pose, B, V if with_vertices else 0, 3)
     kp = _new_out(pose, B, NUM_KEYPOINTS, 3)
     if B == 0:
         return verts, kp
-    if backend is Backend.TRITON:
-        mod = load_kernel_module("mano")
-        v, k = mod.mano_lbs_triton(betas, pose, trans, *c.tensors(), trans_mode, with_vertices)
-        return (v if v is not None else verts), k
     betas, pose, trans = betas.contiguous(), pose.contiguous(), trans.contiguous()
     args = [_DTYPE_CODES[pose.dtype], betas.data_ptr(), betas.shape[0], pose.data_ptr(), trans.data_ptr(),
             *_ptrs(c), B, V, S, trans_mode, verts.data_ptr() if with_vertices else 0, kp.data_ptr()]

@@ -217,6 +217,14 @@ def test_bad_input_errors(arrays, backend):
         f(pose=pose.numpy())
 
 
+def test_bad_tip_ids(arrays):
+    m = ManoModel(arrays)
+    with pytest.raises(ValueError, match=r"tip_ids must be 5 vertex ids in \[0, 778\)"):
+        ManoConstants.from_arrays(m.v_template, m.shapedirs, m.posedirs, m.J_regressor, m.weights, (1, 2, 3, 4, 778))
+    with pytest.raises(ValueError, match="tip_ids"):
+        ManoConstants.from_arrays(m.v_template, m.shapedirs, m.posedirs, m.J_regressor, m.weights, (1, 2, 3))
+
+
 def test_cpp_rejects_half(arrays):
     _skip_unavailable(Backend.CPP)
     c = ManoModel(arrays).constants("cpu", torch.float16)
