@@ -1,4 +1,4 @@
-"""``beingh0 demo``: the quick-start job on the embedded hand (no downloads, ~1 min on 2 CPU cores).
+"""``beingh0 demo``: the quick-start job on the embedded hand (no downloads; about 3 s on 2 CPU cores).
 
 Poses the embedded right hand along a synthetic reach-and-grasp (``motion_synth.grasp_motion``,
 15 FPS, fixed-seed betas), computes its 21 keypoints, adds Gaussian noise, fits MANO parameters
