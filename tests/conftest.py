@@ -41,13 +41,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"real test data folder {SHARED_DATA} is absent (it sits beside a developer checkout)")
     return SHARED_DATA
-
-
-def has_ext() -> bool:
-    from beingh0.ops.backend import Backend, is_available
-
-    return is_available(Backend.CPP)[0]
-
-
-requires_ext = pytest.mark.skipif(not has_ext(), reason="beingh0._C not built (install the package with pip install .)")
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

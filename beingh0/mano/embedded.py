@@ -62,6 +62,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import constants as _C
 from ._embedded_mesh import DIGITS, HandParams, Topology, make_topology, place_vertices
 
 EMBEDDED_MODEL_VERSION = "1"
@@ -71,15 +72,13 @@ EMBEDDED_NOTE = (
     "are hand-designed approximations for testing and for running without the licensed files."
 )
 
-NUM_VERTICES = 778
-NUM_FACES = 1538
-NUM_JOINTS = 16
-NUM_BETAS = 10
-PARENTS = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14], dtype=np.int64)
+NUM_VERTICES, NUM_FACES, NUM_JOINTS, NUM_BETAS = _C.NUM_VERTS, _C.NUM_FACES, _C.NUM_JOINTS, _C.NUM_BETAS
+PARENTS = np.array(_C.PARENTS, dtype=np.int64)
 WRIST_POSITION = np.array([0.09, 0.005, 0.005])
-# fingertip vertex indices: most distal vertex, and the index used by smplx
-TIP_VERTICES = {"thumb": 745, "index": 317, "middle": 444, "ring": 556, "pinky": 673}
-SMPLX_TIP_VERTICES = {"thumb": 744, "index": 320, "middle": 443, "ring": 554, "pinky": 671}
+# fingertip vertex indices: most distal vertex (Being-H0's), and the index used by smplx
+_TIP_NAMES = ("thumb", "index", "middle", "ring", "pinky")
+TIP_VERTICES = dict(zip(_TIP_NAMES, _C.TIP_IDS_BEINGH0))
+SMPLX_TIP_VERTICES = dict(zip(_TIP_NAMES, _C.TIP_IDS_SMPLX))
 DIGIT_JOINTS = {"index": (1, 2, 3), "middle": (4, 5, 6), "pinky": (7, 8, 9),
                 "ring": (10, 11, 12), "thumb": (13, 14, 15)}
 BETA_NAMES = ("size", "finger_length", "palm_width", "thickness", "thumb_length",

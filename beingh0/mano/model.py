@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..ops.mano import ManoConstants, mano_forward, mano_joints
-from .constants import KEYPOINT_ORDER, NUM_JOINTS, TIP_CONVENTIONS, TRANS_MODES
+from .constants import KEYPOINT_ORDER, NUM_JOINTS, PARENTS, TIP_CONVENTIONS, TRANS_MODES
 from .io import load_model_file
 
 
@@ -107,8 +107,7 @@ class ManoModel(torch.nn.Module):
         """The model in MANO's array layout (numpy), e.g. to write a pickle or a native file."""
         out = {k: getattr(self, k).cpu().numpy() for k in ("v_template", "shapedirs", "posedirs", "J_regressor",
                                                             "weights", "hands_components", "hands_mean")}
-        parents = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14], dtype=np.int64)
-        out["kintree_table"] = np.stack([parents, np.arange(NUM_JOINTS)])
+        out["kintree_table"] = np.stack([np.array(PARENTS, dtype=np.int64), np.arange(NUM_JOINTS)])
         out["f"] = self.faces.cpu().numpy()
         return out
 

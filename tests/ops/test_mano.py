@@ -1,5 +1,4 @@
 """mano_forward / mano_joints: every backend vs the float64 reference, gradients, op registration, bad input."""
-import os
 
 import pytest
 import torch
@@ -97,7 +96,6 @@ def test_backward_matches_reference(arrays, backend, shared, trans_mode):
 def test_gradcheck_cpp(arrays, shared):
     _skip_unavailable(Backend.CPP)
     m = ManoModel(random_mano_arrays(seed=2, num_verts=40))  # small model keeps gradcheck quick
-    m.tips_override = None
     c = ManoConstants.from_arrays(m.v_template, m.shapedirs, m.posedirs, m.J_regressor, m.weights, (3, 9, 17, 25, 39),
                                   dtype=torch.float64)
     x = [t.requires_grad_() for t in _inputs(2, shared, seed=1)]
