@@ -1,8 +1,16 @@
-"""``beingh0`` command line: a table from verb to library function. No logic lives here."""
+"""``beingh0`` command line: a table from verb to library function. No logic lives here.
+
+Verbs of the hand-model layer are declared below; every other layer adds its verbs from a module
+``beingh0/cli/cmd_<name>.py`` that defines ``register(sub, bench)`` (``sub``: the top-level
+sub-parsers, ``bench``: the sub-parsers of ``beingh0 bench``). Modules are found by name, in
+sorted order, so a new layer never edits this file.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import pkgutil
 import pickle
 import sys
 
@@ -95,7 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: adaptive)")
     s.add_argument("--json", default=None, help="write the records (ENGINEERING.md section 5) to this JSON file")
     s.set_defaults(fn=_bench_mano)
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(_cli_path()) if m.name.startswith("cmd_")):
+        importlib.import_module(f"{__package__}.{mod}").register(sub, bench)
     return p
+
+
+def _cli_path() -> list[str]:
+    return [os.path.dirname(os.path.abspath(__file__))]
 
 
 def main(argv=None) -> int:

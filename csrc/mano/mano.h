@@ -1,27 +1,25 @@
 // Raw-pointer launchers of the MANO forward/backward kernels (no torch, no pybind11 here).
 //
 // Layouts and the ABI are documented in csrc/README.md; the math in mano_math.h. Every launcher
-// validates its arguments first and returns a Status; bindings.cpp turns a failed Status into a
+// validates its arguments first and returns a Status; mano_bindings.cpp turns a failed Status into a
 // Python ValueError/RuntimeError. Nothing is written or launched when the Status is not ok.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
+#include "common/status.h"
+
 namespace bh0 {
 namespace mano {
 
-enum class Code { kOk = 0, kValueError, kRuntimeError };
-
-struct Status {
-  Code code = Code::kOk;
-  std::string message;
-  bool ok() const { return code == Code::kOk; }
-  static Status value_error(std::string m) { return {Code::kValueError, std::move(m)}; }
-  static Status runtime_error(std::string m) { return {Code::kRuntimeError, std::move(m)}; }
-};
-
-enum DType : int { kF32 = 0, kF64 = 1, kF16 = 2, kBF16 = 3 };
+using ::bh0::Code;
+using ::bh0::Status;
+using ::bh0::DType;
+using ::bh0::kF32;
+using ::bh0::kF64;
+using ::bh0::kF16;
+using ::bh0::kBF16;
 
 // Everything both directions read. Pointers are addresses of C-contiguous buffers:
 // per-sample tensors have the `dtype` element type, the model constants are float32
