@@ -2,7 +2,7 @@
 
 Verbs of the hand-model layer are declared below; every other layer adds its verbs from a module
 ``beingh0/cli/cmd_<name>.py`` that defines ``register(sub, bench)`` (``sub``: the top-level
-sub-parsers, ``bench``: the sub-parsers of ``beingh0 bench``). Modules are found by name, in
+sub-parsers, ``bench``: the sub-parsers of ``beingh0 bench``; :func:`subgroup` gives a shared group). Modules are found by name, in
 sorted order, so a new layer never edits this file.
 """
 from __future__ import annotations
@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in sorted(m.name for m in pkgutil.iter_modules(_cli_path()) if m.name.startswith("cmd_")):
         importlib.import_module(f"{__package__}.{mod}").register(sub, bench)
     return p
+
+
+def subgroup(sub, name: str, help: str):
+    """The sub-parsers of ``beingh0 <name>``, created on first use, so that several ``cmd_`` modules
+    can add verbs to one group (e.g. ``beingh0 data synth`` and ``beingh0 data build``)."""
+    p = sub.choices.get(name)
+    if p is None:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(_group=p.add_subparsers(dest=f"{name}_verb", required=True, metavar="TOOL"))
+    return p.get_default("_group")
 
 
 def _cli_path() -> list[str]:
