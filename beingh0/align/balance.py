@@ -19,7 +19,8 @@ is exactly that zoom: the wrist lands on its content with zero error. The image 
 for the whole scene under the non-rigid map (x, y, z) -> (x, y, s z); keeping the hand rigid
 leaves a perspective (parallax) residual for joints off the wrist's depth,
 
-    |error| ~= |u' - c| * |s - 1| * |dz| / (s z + dz)        (dz: joint depth minus wrist depth),
+    |error| = |u' - c| * |s - 1| * |dz| / (s (z + dz))     (exactly; dz: joint depth minus wrist depth,
+                                                            u': the joint's true pixel after the move),
 
 a few pixels for a 10 cm-deep hand at 0.5 m with s = 1.25 (the "non-negligible physical size of
 the hand" the paper mentions). ``BalanceConfig.max_parallax_px`` bounds it per draw; the tests
@@ -214,12 +215,12 @@ def check_rules(params: BalanceParams, hands: list[HandState], cfg: BalanceConfi
         if vis.any():
             if h.keypoints is not None:
                 par = np.linalg.norm(true_after - img_after, axis=-1)[vis].max()
-            else:  # the ring has no depth profile: bound |u' - c| |s - 1| |dz| / (s z + dz) with |dz| <= r
+            else:  # the ring has no depth profile: bound |u' - c| |s - 1| |dz| / (s (z + dz)) with |dz| <= r
                 c = apply_affine(M, K[:2, 2])
                 r, zmin = cfg.hand_radius, float(np.min(z2))
-                extent = max(M[0, 0] * K[0, 0], M[1, 1] * K[1, 1]) * r / zmin
+                extent = max(M[0, 0] * K[0, 0], M[1, 1] * K[1, 1]) * r / max(zmin - r, 1e-3)
                 rad = np.linalg.norm(true_after[:, 0, :] - c, axis=-1).max() + extent
-                par = rad * abs(params.scale - 1.0) * r / max(zmin - r, 1e-3)
+                par = rad * abs(params.scale - 1.0) * r / max(zmin - params.scale * r, 1e-3)
             if par > cfg.max_parallax_px:
                 return "parallax"
     return None
