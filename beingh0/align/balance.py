@@ -43,7 +43,7 @@ from .camera import OFFICIAL_TARGET, TargetCamera
 from .geometry import apply_affine, resize_matrix
 
 __all__ = ["BalanceConfig", "BalanceParams", "HandState", "balance_affine", "transform_points", "transform_mano",
-           "draw_balance", "check_rules", "wrist_features"]
+           "draw_balance", "check_rules", "RuleChecker", "wrist_features"]
 
 
 @dataclass(frozen=True)
@@ -187,43 +187,66 @@ def _hand_points(h: HandState, cfg: BalanceConfig, K: np.ndarray) -> np.ndarray:
     return t[:, None, :] + offs
 
 
-def check_rules(params: BalanceParams, hands: list[HandState], cfg: BalanceConfig,
-                target: TargetCamera = OFFICIAL_TARGET) -> str | None:
-    """None when ``params`` keeps every hand plausible and in frame, else the name of the broken rule."""
-    K = target.frame.K
-    M = resize_matrix(target.frame.size, target.size, target.resize)
-    A = M @ balance_affine(params, K)
-    h_m, w_m = target.size
-    m = cfg.margin_px
-    for h in hands:
-        t = np.asarray(h.trans, dtype=np.float64)
-        z2 = params.scale * t[:, 2]
-        if np.any(~np.isfinite(z2)) or np.any(z2 < cfg.depth_range[0]) or np.any(z2 > cfg.depth_range[1]):
-            return "depth"
-        pts = _hand_points(h, cfg, K)
-        before = apply_affine(M, _project(pts, K))
-        vis = (pts[..., 2] > 0) & np.all(np.isfinite(before), -1)
-        vis &= (before[..., 0] >= -0.5) & (before[..., 0] <= w_m - 0.5) & (before[..., 1] >= -0.5) & (before[..., 1] <= h_m - 0.5)
-        moved = transform_points(pts, t, params)
-        true_after = apply_affine(M, _project(moved, K))
-        img_after = apply_affine(A, _project(pts, K))
-        if np.any(moved[..., 2][vis] <= 0):
-            return "behind camera"
-        u, v = true_after[..., 0][vis], true_after[..., 1][vis]
-        if np.any(u < m - 0.5) or np.any(u > w_m - 0.5 - m) or np.any(v < m - 0.5) or np.any(v > h_m - 0.5 - m):
-            return "in frame"
-        if vis.any():
-            if h.keypoints is not None:
-                par = np.linalg.norm(true_after - img_after, axis=-1)[vis].max()
+class RuleChecker:
+    """The rules for one sample's hands, precomputed once so that many candidate moves check fast."""
+
+    def __init__(self, hands: list[HandState], cfg: BalanceConfig, target: TargetCamera = OFFICIAL_TARGET):
+        self.cfg = cfg
+        K = target.frame.K
+        M = resize_matrix(target.frame.size, target.size, target.resize)
+        self.KM = M @ K                                       # normalised coords -> model pixels
+        h_m, w_m = self.h_m, self.w_m = target.size
+        self.hands = []
+        for h in hands:
+            t = np.asarray(h.trans, dtype=np.float64)
+            pts = _hand_points(h, cfg, K)
+            before = apply_affine(M, _project(pts, K))
+            vis = (pts[..., 2] > 0) & np.all(np.isfinite(before), -1)
+            vis &= (before[..., 0] >= -0.5) & (before[..., 0] <= w_m - 0.5) & (before[..., 1] >= -0.5) & (before[..., 1] <= h_m - 0.5)
+            zw = np.broadcast_to(t[:, None, 2], pts.shape[:-1])[vis]
+            P = pts[vis]
+            self.hands.append((t[:, 2], P, zw, P[:, :2] / P[:, 2:], h.keypoints is None))
+
+    def __call__(self, params: BalanceParams) -> str | None:
+        """None when ``params`` keeps every hand plausible and in frame, else the name of the broken rule."""
+        cfg, KM, s = self.cfg, self.KM, params.scale
+        c, sn = math.cos(params.angle), math.sin(params.angle)
+        R2 = np.array([[c, -sn], [sn, c]])
+        L = KM[:2, :2]
+        m = cfg.margin_px
+        for z, P, zw, n0, ring in self.hands:
+            z2 = s * z
+            if np.any(~np.isfinite(z2)) or np.any(z2 < cfg.depth_range[0]) or np.any(z2 > cfg.depth_range[1]):
+                return "depth"
+            if not len(P):
+                continue
+            zm = P[:, 2] + (s - 1.0) * zw
+            if np.any(zm <= 0):
+                return "behind camera"
+            n_true = (P[:, :2] @ R2.T) / zm[:, None]
+            uv = n_true @ L.T + KM[:2, 2]
+            if (uv[:, 0].min() < m - 0.5 or uv[:, 0].max() > self.w_m - 0.5 - m or uv[:, 1].min() < m - 0.5
+                    or uv[:, 1].max() > self.h_m - 0.5 - m):
+                return "in frame"
+            if not ring:
+                par = np.linalg.norm((n_true - (n0 @ R2.T) / s) @ L.T, axis=-1).max()
             else:  # the ring has no depth profile: bound |u' - c| |s - 1| |dz| / (s (z + dz)) with |dz| <= r
-                c = apply_affine(M, K[:2, 2])
                 r, zmin = cfg.hand_radius, float(np.min(z2))
-                extent = max(M[0, 0] * K[0, 0], M[1, 1] * K[1, 1]) * r / max(zmin - r, 1e-3)
-                rad = np.linalg.norm(true_after[:, 0, :] - c, axis=-1).max() + extent
-                par = rad * abs(params.scale - 1.0) * r / max(zmin - params.scale * r, 1e-3)
+                extent = max(L[0, 0], L[1, 1]) * r / max(zmin - r, 1e-3)
+                rad = np.linalg.norm(uv - KM[:2, 2], axis=-1).max() + extent
+                par = rad * abs(s - 1.0) * r / max(zmin - s * r, 1e-3)
             if par > cfg.max_parallax_px:
                 return "parallax"
-    return None
+        return None
+
+
+def check_rules(params: BalanceParams, hands: list[HandState], cfg: BalanceConfig,
+                target: TargetCamera = OFFICIAL_TARGET) -> str | None:
+    """None when ``params`` keeps every hand plausible and in frame, else the name of the broken rule.
+
+    (To check many moves for the same hands, build one ``RuleChecker`` and call it.)
+    """
+    return RuleChecker(hands, cfg, target)(params)
 
 
 def _draw(rng: np.random.Generator, cfg: BalanceConfig, shrink: float) -> BalanceParams:
@@ -255,12 +278,13 @@ def draw_balance(rng: np.random.Generator, hands: list[HandState], cfg: BalanceC
     """
     tries = 0
     shrink = 1.0
+    check = RuleChecker(hands, cfg, target)
     for rnd in range(cfg.shrink_rounds + 1):
         valid = []
         for _ in range(cfg.max_tries):
             tries += 1
             p = _draw(rng, cfg, shrink)
-            if check_rules(p, hands, cfg, target) is None:
+            if check(p) is None:
                 valid.append(p)
                 if len(valid) >= candidates:
                     break
