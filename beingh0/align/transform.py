@@ -103,7 +103,7 @@ class AlignTransform:
         if "frames" not in sample:
             raise KeyError("sample has no 'frames' (uint8 (T, H, W, 3) or (H, W, 3))")
         f = sample["frames"]
-        f = f if isinstance(f, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(f))
+        f = f if isinstance(f, torch.Tensor) else torch.from_numpy(np.array(f, copy=not f.flags.writeable or not f.flags.c_contiguous) if isinstance(f, np.ndarray) else np.asarray(f))
         single = f.dim() == 3
         if single:
             f = f[None]

@@ -41,7 +41,7 @@ def load_frame(path, frame: int = 0) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))
     except UnidentifiedImageError:
         raise ValueError(f"{path} is not an image Pillow can read (or a video with suffix {VIDEO_SUFFIXES})") from None
 
