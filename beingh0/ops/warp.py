@@ -50,7 +50,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: 0xFF (mask), so an element a kernel forgets to write shows up as a mismatch.
 _POISON = os.environ.get("BEINGH0_POISON_OUTPUTS") == "1"
 
-_SUPPORTED = (Backend.REFERENCE,)  # kernels: next commit
+_SUPPORTED = (Backend.REFERENCE, Backend.CPP, Backend.CUDA, Backend.TRITON)
 #: dtype codes of the output (csrc/common/status.h; 4 = uint8 is warp's own, csrc/warp/warp.h)
 _OUT_CODES = {torch.float32: 0, torch.float16: 2, torch.bfloat16: 3, torch.uint8: 4}
 _MODES = {"bilinear": 0, "nearest": 1}
@@ -92,16 +92,19 @@ def _as_matrices(op: str, name: str, x, B: int, shape_hint: str) -> torch.Tensor
     return t
 
 
-def _channel_vector(op: str, name: str, x, C: int) -> torch.Tensor:
-    t = torch.as_tensor(x, dtype=torch.float64).reshape(-1).cpu()
-    if t.numel() == 1:
-        t = t.expand(C)
-    if t.numel() != C:
-        raise ValueError(f"{op}: {name} has {t.numel()} values but the images have {C} channels; pass {C} values "
+def _channel_vector(op: str, name: str, x, C: int) -> tuple[float, ...]:
+    """C Python floats from a scalar or sequence (no tensors: keeps torch.compile free of graph breaks)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().reshape(-1).tolist()
+    vals = [float(x)] if isinstance(x, (int, float)) else [float(v) for v in x]
+    if len(vals) == 1:
+        vals = vals * C
+    if len(vals) != C:
+        raise ValueError(f"{op}: {name} has {len(vals)} values but the images have {C} channels; pass {C} values "
                          f"(or one for all), or mean=None, std=None to skip normalisation")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{op}: {name} contains NaN or inf: {t.tolist()}")
-    return t.contiguous()
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"{op}: {name} contains NaN or inf: {vals}")
+    return tuple(vals)
 
 
 def _check_images(op: str, images) -> None:
@@ -128,8 +131,8 @@ def _check_images(op: str, images) -> None:
 def prepare(op: str, images, dst_from_src, out_hw, mean, std, out_dtype, mode, fill, K_src, dist, dist_model, check: bool):
     """Validate everything and pack the kernels' inputs.
 
-    Returns (params (B, 16) float64 on the matrix device, scale (C,), bias (C,), fill (C,) float64 on
-    the CPU, mode code, dist-model code, (h, w)).
+    Returns (params (B, 16) float64 on the matrix device, scale, bias, fill (C Python floats each),
+    mode code, dist-model code, (h, w)).
     """
     _check_images(op, images)
     B, H, W, C = images.shape
@@ -140,25 +143,26 @@ def prepare(op: str, images, dst_from_src, out_hw, mean, std, out_dtype, mode, f
         raise ValueError(f"{op}: out_hw must be positive, got {(h, w)}")
     if mode not in _MODES:
         raise ValueError(f"{op}: mode must be 'bilinear' or 'nearest' (masks, labels), got {mode!r}")
-    if out_dtype not in _OUT_CODES:
-        raise TypeError(f"{op}: out_dtype must be torch.float32, bfloat16, float16 (or uint8 with mode='nearest'), got {out_dtype}")
+    if out_dtype not in _OUT_CODES and out_dtype != torch.float64:
+        raise TypeError(f"{op}: out_dtype must be torch.float32, bfloat16, float16 (or uint8 with mode='nearest'; "
+                        f"float64 with backend='reference'), got {out_dtype}")
     if (mean is None) != (std is None):
         raise ValueError(f"{op}: give both mean and std, or neither (mean=None, std=None: raw 0..255 values)")
     if out_dtype == torch.uint8 and (mode != "nearest" or mean is not None):
         raise ValueError(f"{op}: out_dtype=torch.uint8 needs mode='nearest' and mean=None, std=None (it copies pixels "
                          "unchanged, e.g. masks and label maps)")
     fill_t = _channel_vector(op, "fill", fill, C)
-    if bool(((fill_t < 0) | (fill_t > 255)).any()):
-        raise ValueError(f"{op}: fill is in pixel units 0..255, got {fill_t.tolist()}")
-    if out_dtype == torch.uint8 and not bool((fill_t == fill_t.round()).all()):
-        raise ValueError(f"{op}: a uint8 output needs an integer fill, got {fill_t.tolist()}")
+    if any(v < 0 or v > 255 for v in fill_t):
+        raise ValueError(f"{op}: fill is in pixel units 0..255, got {list(fill_t)}")
+    if out_dtype == torch.uint8 and any(v != round(v) for v in fill_t):
+        raise ValueError(f"{op}: a uint8 output needs an integer fill, got {list(fill_t)}")
     if mean is None:
-        scale, bias = torch.ones(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+        scale, bias = (1.0,) * C, (0.0,) * C
     else:
-        m, s = _channel_vector(op, "mean", mean, C), _channel_vector(op, "std", std, C)
-        if bool((s <= 0).any()):
-            raise ValueError(f"{op}: std must be positive, got {s.tolist()}")
-        scale, bias = 1.0 / (255.0 * s), -m / s
+        m, sd = _channel_vector(op, "mean", mean, C), _channel_vector(op, "std", std, C)
+        if any(v <= 0 for v in sd):
+            raise ValueError(f"{op}: std must be positive, got {list(sd)}")
+        scale, bias = tuple(1.0 / (255.0 * v) for v in sd), tuple(-a / v for a, v in zip(m, sd))
 
     A = _as_matrices(op, "dst_from_src", dst_from_src, B, f"({B}, 3, 3)")
     dev = A.device
@@ -258,7 +262,7 @@ def _reference(images, params, scale, bias, fill, mode, dist_model, out_hw, out_
     dev = images.device
     sx, sy = source_coordinates(params.to(dev, torch.float64), dist_model, out_hw)
     img = images.permute(0, 3, 1, 2).to(torch.float64)  # (B, C, H, W)
-    f = fill.to(dev).view(1, C, 1, 1)
+    f = torch.tensor(fill, dtype=torch.float64, device=dev).view(1, C, 1, 1)
     if mode == 0:
         # grid_sample, align_corners=False: pixel x <-> (2x + 1) / W - 1. Its zero padding on
         # (img - fill), plus fill, makes taps outside the image read fill (weights sum to 1).
@@ -275,11 +279,65 @@ def _reference(images, params, scale, bias, fill, mode, dist_model, out_hw, out_
     if out_dtype == torch.uint8:
         out = val.round().to(torch.uint8)
     else:
-        out = (val * scale.to(dev).view(1, C, 1, 1) + bias.to(dev).view(1, C, 1, 1)).to(out_dtype)
+        sc = torch.tensor(scale, dtype=torch.float64, device=dev).view(1, C, 1, 1)
+        bi = torch.tensor(bias, dtype=torch.float64, device=dev).view(1, C, 1, 1)
+        out = (val * sc + bi).to(out_dtype)
     mask = None
     if return_mask:
         mask = (sx >= -0.5) & (sx < W - 0.5) & (sy >= -0.5) & (sy < H - 0.5)
     return out, mask
+
+
+# --------------------------------------------------------------------------------------------
+# kernel backends and the custom op
+
+
+def _new_out(like: torch.Tensor, shape, dtype) -> torch.Tensor:
+    if not _POISON:
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    if dtype == torch.bool:  # the byte 0xFF is neither False (0) nor True (1) as the kernels write them
+        return torch.full(shape, 255, dtype=torch.uint8, device=like.device).view(torch.bool)
+    return torch.full(shape, 77 if dtype == torch.uint8 else float("nan"), dtype=dtype, device=like.device)
+
+
+def _kernel(backend: Backend, images, params, chan, out_h, out_w, mode, dist_model, out_dtype, return_mask):
+    B, H, W, C = images.shape
+    out = _new_out(images, (B, C, out_h, out_w), out_dtype)
+    mask = _new_out(images, (B, out_h, out_w) if return_mask else (0,), torch.bool)
+    if B == 0:
+        return out, mask
+    if images.stride(3) != 1 or images.stride(2) != C or (B > 1 and images.stride(0) < H * images.stride(1)):
+        images = images.contiguous()  # the kernels take any row and batch stride, but packed pixels
+    params = params.to(device=images.device, dtype=torch.float32).contiguous()
+    if backend is Backend.TRITON:
+        load_kernel_module("warp").warp_align_triton(images, params, chan, out, mask if return_mask else None,
+                                                     mode, dist_model)
+        return out, mask
+    host = torch.tensor(chan, dtype=torch.float32)  # scale (C), bias (C), fill (C): host memory for both kernels
+    args = [images.data_ptr(), B, H, W, C, images.stride(0), images.stride(1), params.data_ptr(), mode, dist_model,
+            host.data_ptr(), host.data_ptr() + 4 * C, host.data_ptr() + 8 * C, out_h, out_w, _OUT_CODES[out_dtype],
+            out.data_ptr(), mask.data_ptr() if return_mask else 0]
+    if backend is Backend.CPP:
+        ext().warp_align_cpu(*args)
+    else:
+        with torch.cuda.device(images.device):
+            ext().warp_align_cuda(*args, torch.cuda.current_stream(images.device).cuda_stream)
+    return out, mask
+
+
+@torch.library.custom_op("beingh0::warp_align", mutates_args=())
+def _warp_align_op(images: torch.Tensor, params: torch.Tensor, chan: list[float], out_h: int, out_w: int, mode: int,
+                   dist_model: int, out_dtype: torch.dtype, return_mask: bool, backend: str
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """images (B, H, W, C) uint8, params (B, 16) (``NUM_PARAMS``), chan = scale + bias + fill (3C floats)."""
+    return _kernel(Backend(backend), images, params, chan, out_h, out_w, mode, dist_model, out_dtype, return_mask)
+
+
+@_warp_align_op.register_fake
+def _(images, params, chan, out_h, out_w, mode, dist_model, out_dtype, return_mask, backend):
+    B, H, W, C = images.shape
+    out = images.new_empty((B, C, out_h, out_w), dtype=out_dtype)
+    return out, images.new_empty((B, out_h, out_w) if return_mask else (0,), dtype=torch.bool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,7 +356,8 @@ def warp_align(images, dst_from_src, out_hw, *, mean=IMAGENET_MEAN, std=IMAGENET
             Being-H0's alignment: ``resize_matrix((1920, 1080), (448, 448)) @ K_tgt @ inverse(K_src)``.
         out_hw: (h, w) of the output.
         mean, std: per-channel normalisation on the [0, 1] scale (C values, or one); both None: none.
-        out_dtype: float32, bfloat16, float16; uint8 only with ``mode='nearest'`` and no normalisation.
+        out_dtype: float32, bfloat16, float16; uint8 only with ``mode='nearest'`` and no normalisation;
+            float64 only with the reference backend (tests).
         mode: 'bilinear' (images) or 'nearest' (masks, label maps).
         fill: value of samples outside the image, 0..255 (one, or one per channel), normalised like pixels.
         K_src: (B, 3, 3) or (3, 3) source intrinsics; required with ``dist``.
@@ -319,7 +378,18 @@ def warp_align(images, dst_from_src, out_hw, *, mean=IMAGENET_MEAN, std=IMAGENET
     if b is Backend.REFERENCE:
         out, mask = _reference(images, params, scale, bias, fill_t, mode_c, dm_c, hw, out_dtype, return_mask)
         return WarpOutput(out, mask)
-    raise NotImplementedError(f"{op}: backend {b.value} is not wired yet")
+    if out_dtype == torch.float64:
+        raise TypeError(f"{op}: out_dtype=torch.float64 is only offered by backend='reference' (the kernels compute "
+                        "in float32); use float32")
+    if b is Backend.CPP and images.device.type != "cpu":
+        raise ValueError(f"{op}: the C++ backend takes CPU images, got {images.device}")
+    chan = [*scale, *bias, *fill_t]
+    args = (images, params, chan, hw[0], hw[1], mode_c, dm_c, out_dtype, return_mask, b.value)
+    if torch.compiler.is_compiling():
+        out, mask = _warp_align_op(*args)
+    else:  # eager: skip the custom-op dispatcher (no autograd to record for uint8 input)
+        out, mask = _kernel(b, *args[:-1])
+    return WarpOutput(out, mask if return_mask else None)
 
 
 def warp_align_list(images: Sequence[torch.Tensor], dst_from_src, out_hw, **kwargs) -> WarpOutput:
