@@ -135,3 +135,12 @@ def test_transform_errors():
     with pytest.raises(TypeError, match="TargetCamera"):
         AlignTransform(target=OFFICIAL_TARGET.frame)
     assert TargetCamera(size=224).size == (224, 224)
+
+
+def test_default_backend_matches_reference():
+    frames = np.random.default_rng(1).integers(0, 255, (2, 90, 120, 3), dtype=np.uint8)
+    sample = {"frames": frames, "intrinsics": [100.0, 98.0, 60.0, 44.0], "distortion": [-0.1, 0.01, 0.0, 0.0]}
+    ref = AlignTransform(backend="reference")(sample, params=BalanceParams(1.1, 0.2))
+    out = AlignTransform()(sample, params=BalanceParams(1.1, 0.2))                    # auto: C++ on CPU when built
+    assert torch.equal(out["mask"], ref["mask"])
+    assert (out["image"] - ref["image"]).abs().max() < 1e-3
