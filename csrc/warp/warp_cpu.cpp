@@ -1,0 +1,219 @@
+// warp_align on the CPU: one pass per output row, OpenMP over (image, row).
+//
+// Per row: the source coordinates of all w pixels are computed first into a small float buffer
+// (an affine map steps by a constant per pixel: u = m00*x + u_row, a vectorisable loop; the row
+// offset is computed in double), then each pixel gathers its taps from the uint8 HWC image, blends
+// in float32 and writes straight into the C planes of the CHW output, already normalised and
+// converted (float32, bfloat16, float16 or uint8).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#ifdef BEINGH0_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#include "warp/warp.h"
+
+namespace bh0 {
+namespace warp {
+
+Status validate(const char* op, const WarpArgs& a) {
+  const std::string o(op);
+  auto bad = [&](const std::string& m) { return Status::value_error(o + ": " + m); };
+  if (a.B < 0) return bad("batch size B must be >= 0, got " + std::to_string(a.B));
+  if (a.H < 1 || a.W < 1) return bad("the images are empty (H=" + std::to_string(a.H) + ", W=" + std::to_string(a.W) + ")");
+  if (a.H > (1 << 24) || a.W > (1 << 24)) return bad("image sides above 2^24 pixels are not supported (float32 coordinates)");
+  if (a.C != 1 && a.C != 3 && a.C != 4) return bad("C (channels) must be 1, 3 or 4, got " + std::to_string(a.C));
+  if (a.h < 1 || a.w < 1) return bad("output size must be positive, got h=" + std::to_string(a.h) + ", w=" + std::to_string(a.w));
+  if (a.h > (1 << 24) || a.w > (1 << 24)) return bad("output sides above 2^24 pixels are not supported");
+  if (a.stride_h < a.W * a.C) return bad("stride_h " + std::to_string(a.stride_h) + " is smaller than a row (W*C)");
+  if (a.B > 1 && a.stride_b < a.stride_h * a.H) return bad("stride_b is smaller than an image (H*stride_h)");
+  if (a.mode != kBilinear && a.mode != kNearest) return bad("mode must be 0 (bilinear) or 1 (nearest), got " + std::to_string(a.mode));
+  if (a.dist_model < kNoDist || a.dist_model > kFisheye)
+    return bad("dist_model must be 0 (none), 1 (radtan) or 2 (fisheye), got " + std::to_string(a.dist_model));
+  if (a.out_dtype != kOutF32 && a.out_dtype != kOutF16 && a.out_dtype != kOutBF16 && a.out_dtype != kOutU8)
+    return bad("unsupported out_dtype code " + std::to_string(a.out_dtype) + " (0 f32, 2 f16, 3 bf16, 4 u8)");
+  if (a.out_dtype == kOutU8 && a.mode != kNearest) return bad("a uint8 output needs mode 1 (nearest)");
+  if (a.B == 0) return {};
+  struct P { const void* p; const char* name; size_t align; };
+  for (const P& r : {P{a.src, "images", 1}, P{a.params, "params", 4}, P{a.scale, "scale", 4}, P{a.bias, "bias", 4},
+                     P{a.fill, "fill", 4}, P{a.out, "out", a.out_dtype == kOutF32 ? 4u : a.out_dtype == kOutU8 ? 1u : 2u}}) {
+    if (r.p == nullptr) return bad(std::string("argument ") + r.name + " is a null pointer");
+    if (reinterpret_cast<uintptr_t>(r.p) % r.align) return bad(std::string("argument ") + r.name + " is not aligned to its element size");
+  }
+  for (int64_t c = 0; c < a.C; ++c) {
+    if (!std::isfinite(a.scale[c]) || !std::isfinite(a.bias[c])) return bad("scale/bias must be finite");
+    if (!(a.fill[c] >= 0.f && a.fill[c] <= 255.f)) return bad("fill must be in 0..255, got " + std::to_string(a.fill[c]));
+  }
+  return {};
+}
+
+namespace {
+
+template <class T>
+inline void store(T* p, float v);
+template <>
+inline void store<float>(float* p, float v) { *p = v; }
+template <>
+inline void store<uint8_t>(uint8_t* p, float v) { *p = static_cast<uint8_t>(v + 0.5f); }  // v is an exact pixel value
+struct BF16 { uint16_t bits; };
+struct F16 { uint16_t bits; };
+template <>
+inline void store<BF16>(BF16* p, float v) { p->bits = float_to_bf16_bits(v); }
+template <>
+inline void store<F16>(F16* p, float v) { p->bits = float_to_f16_bits(v); }
+
+// Source coordinates of one output row into su/sv (length w).
+template <int DIST>
+void row_coordinates(const float* p, int64_t y, int64_t w, float* su, float* sv) {
+  // Row offsets in double: at 4K, y * m01 + m02 in float would carry ~1e-4 px of rounding.
+  const float u0 = static_cast<float>(static_cast<double>(p[1]) * y + p[2]);
+  const float v0 = static_cast<float>(static_cast<double>(p[4]) * y + p[5]);
+  const float du = p[0], dv = p[3];
+  if (DIST == kNoDist) {
+#pragma omp simd
+    for (int64_t x = 0; x < w; ++x) {
+      su[x] = du * static_cast<float>(x) + u0;
+      sv[x] = dv * static_cast<float>(x) + v0;
+    }
+  } else {
+    for (int64_t x = 0; x < w; ++x)
+      distort_project<DIST>(p, du * static_cast<float>(x) + u0, dv * static_cast<float>(x) + v0, su[x], sv[x]);
+  }
+}
+
+template <int C, class OutT, int MODE>
+void row_sample(const WarpArgs& a, const uint8_t* img, const float* su, const float* sv, OutT* const* planes,
+                uint8_t* mask_row, const float* scale, const float* bias, const float* fill) {
+  const int64_t W = a.W, H = a.H, sh = a.stride_h;
+  const float Wf = static_cast<float>(W), Hf = static_cast<float>(H);
+  float fv[C];   // fill, already in 0..255
+  for (int c = 0; c < C; ++c) fv[c] = fill[c];
+  for (int64_t x = 0; x < a.w; ++x) {
+    const float sx = su[x], sy = sv[x];
+    if (mask_row) mask_row[x] = in_footprint(sx, sy, Wf, Hf) ? 1 : 0;
+    float val[C];
+    if (MODE == kNearest) {
+      const int64_t ix = static_cast<int64_t>(std::floor(clamp_coord(sx, Wf) + 0.5f));
+      const int64_t iy = static_cast<int64_t>(std::floor(clamp_coord(sy, Hf) + 0.5f));
+      if (ix >= 0 && ix < W && iy >= 0 && iy < H) {
+        const uint8_t* q = img + iy * sh + ix * C;
+        for (int c = 0; c < C; ++c) val[c] = q[c];
+      } else {
+        for (int c = 0; c < C; ++c) val[c] = fv[c];
+      }
+    } else {
+      const float cx = clamp_coord(sx, Wf), cy = clamp_coord(sy, Hf);
+      const float fx0 = std::floor(cx), fy0 = std::floor(cy);
+      const float ax = cx - fx0, ay = cy - fy0;
+      const int64_t x0 = static_cast<int64_t>(fx0), y0 = static_cast<int64_t>(fy0);
+      const float w00 = (1.f - ax) * (1.f - ay), w01 = ax * (1.f - ay), w10 = (1.f - ax) * ay, w11 = ax * ay;
+      if (x0 >= 0 && x0 + 1 < W && y0 >= 0 && y0 + 1 < H) {  // all four taps inside: the common case
+        const uint8_t* q0 = img + y0 * sh + x0 * C;
+        const uint8_t* q1 = q0 + sh;
+        for (int c = 0; c < C; ++c)
+          val[c] = w00 * q0[c] + w01 * q0[C + c] + w10 * q1[c] + w11 * q1[C + c];
+      } else {
+        const bool in_x0 = x0 >= 0 && x0 < W, in_x1 = x0 + 1 >= 0 && x0 + 1 < W;
+        const bool in_y0 = y0 >= 0 && y0 < H, in_y1 = y0 + 1 >= 0 && y0 + 1 < H;
+        const uint8_t* r0 = img + y0 * sh;
+        const uint8_t* r1 = r0 + sh;
+        for (int c = 0; c < C; ++c) {
+          const float t00 = in_y0 && in_x0 ? r0[x0 * C + c] : fv[c];
+          const float t01 = in_y0 && in_x1 ? r0[(x0 + 1) * C + c] : fv[c];
+          const float t10 = in_y1 && in_x0 ? r1[x0 * C + c] : fv[c];
+          const float t11 = in_y1 && in_x1 ? r1[(x0 + 1) * C + c] : fv[c];
+          val[c] = w00 * t00 + w01 * t01 + w10 * t10 + w11 * t11;
+        }
+      }
+    }
+    for (int c = 0; c < C; ++c) {
+      if (std::is_same<OutT, uint8_t>::value)
+        store(planes[c] + x, val[c]);
+      else
+        store(planes[c] + x, val[c] * scale[c] + bias[c]);
+    }
+  }
+}
+
+int threads_for(int64_t work_pixels) {
+#ifdef BEINGH0_HAVE_OPENMP
+  // ~64k output pixels per thread at least: below that, waking a second thread (on a busy 2-core
+  // machine) costs more than it saves.
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), work_pixels / 65536)));
+#else
+  (void)work_pixels;
+  return 1;
+#endif
+}
+
+template <int C, class OutT, int MODE, int DIST>
+void run(const WarpArgs& a) {
+  const int64_t rows = a.B * a.h, plane = a.h * a.w;
+  OutT* out = static_cast<OutT*>(a.out);
+#pragma omp parallel num_threads(threads_for(rows * a.w))
+  {
+    std::vector<float> buf(2 * a.w);
+    float* su = buf.data();
+    float* sv = su + a.w;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t b = r / a.h, y = r % a.h;
+      const float* p = a.params + b * kNumParams;
+      row_coordinates<DIST>(p, y, a.w, su, sv);
+      OutT* planes[C];
+      for (int c = 0; c < C; ++c) planes[c] = out + (b * C + c) * plane + y * a.w;
+      row_sample<C, OutT, MODE>(a, a.src + b * a.stride_b, su, sv, planes, a.mask ? a.mask + b * plane + y * a.w : nullptr,
+                                a.scale, a.bias, a.fill);
+    }
+  }
+}
+
+template <int C, class OutT, int MODE>
+void by_dist(const WarpArgs& a) {
+  if (a.dist_model == kRadTan) run<C, OutT, MODE, kRadTan>(a);
+  else if (a.dist_model == kFisheye) run<C, OutT, MODE, kFisheye>(a);
+  else run<C, OutT, MODE, kNoDist>(a);
+}
+
+template <int C, class OutT>
+void by_mode(const WarpArgs& a) {
+  if (a.mode == kNearest) by_dist<C, OutT, kNearest>(a);
+  else by_dist<C, OutT, kBilinear>(a);
+}
+
+template <int C>
+void by_out(const WarpArgs& a) {
+  switch (a.out_dtype) {
+    case kOutF32: by_mode<C, float>(a); break;
+    case kOutBF16: by_mode<C, BF16>(a); break;
+    case kOutF16: by_mode<C, F16>(a); break;
+    default: by_dist<C, uint8_t, kNearest>(a); break;  // validated: uint8 only with nearest
+  }
+}
+
+}  // namespace
+
+Status warp_align_cpu(const WarpArgs& a) {
+  Status st = validate("warp_align_cpu", a);
+  if (!st.ok()) return st;
+  for (int64_t b = 0; b < a.B; ++b)
+    for (int i = 0; i < kNumParams; ++i)
+      if (!std::isfinite(a.params[b * kNumParams + i]))
+        return Status::value_error("warp_align_cpu: params of image " + std::to_string(b) +
+                                   " contain NaN or inf (a singular or non-finite dst_from_src / K_src / dist)");
+  if (a.B == 0) return {};
+  switch (a.C) {
+    case 1: by_out<1>(a); break;
+    case 3: by_out<3>(a); break;
+    default: by_out<4>(a); break;
+  }
+  return {};
+}
+
+}  // namespace warp
+}  // namespace bh0
