@@ -98,6 +98,7 @@ def test_bimanual_world_frame_swaps_and_gaps(tmp_path):
     (lambda p: np.save(p / "a.npy", np.full((5, 21, 3), np.inf)), "inf"),
     (lambda p: np.save(p / "a.npy", np.zeros((5, 21, 3), np.int32)), "dtype"),
     (lambda p: np.save(p / "a.npy", np.array([np.zeros((21, 3)), None], dtype=object)), "pickled"),
+    (lambda p: np.savez(p / "a.npz", right=np.array([None, 1.0], dtype=object)), "pickled"),
     (lambda p: np.savez(p / "a.npz", hands=np.zeros((5, 21, 3))), "left/right"),
     (lambda p: np.savez(p / "a.npz", left=np.zeros((5, 21, 3)), right=np.zeros((4, 21, 3))), "frame counts"),
     (lambda p: (np.save(p / "a.npy", np.zeros((5, 21, 3))), (p / "a.json").write_text("{oops")), "JSON"),

@@ -260,8 +260,14 @@ def _load_array_file(path: Path) -> dict[str, np.ndarray]:
         raise SourceDataError(f"{path}: not a readable .npy/.npz file ({e})") from None
     if isinstance(z, np.ndarray):
         return {"__array__": z}
-    with z:
-        return {k: z[k] for k in z.files}
+    out = {}
+    try:
+        with z:
+            for k in z.files:
+                out[k] = z[k]
+    except ValueError as e:
+        raise SourceDataError(f"{path}: field '{k}': holds pickled objects ({e}); save plain arrays with numpy.savez") from None
+    return out
 
 
 def _keypoint_array(a, where, fld) -> np.ndarray:
