@@ -253,6 +253,18 @@ def test_kernels_match_reference(backend, kind):
 
 
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
+def test_kernels_wide_rows(backend):
+    """Rows of many interior pixels (the CPU's 16-pixel vector path) with borders in the same rows."""
+    _skip_unavailable(backend)
+    for C, kind in ((3, "scale_down"), (1, "rotation"), (4, "random")):
+        img = _images(2, 61, 123, C, seed=C)
+        A = np.stack([_affine(kind, 61, 123, 50, 99, seed=s) for s in (C, C + 1)])
+        norm = {} if C == 3 else dict(mean=[0.45] * C, std=[0.2] * C)
+        _compare(backend, img, A, (50, 99), fill=[31.0] * C, **norm)
+        _compare(backend, img, A, (50, 99), out_dtype=torch.bfloat16, fill=[31.0] * C, **norm)
+
+
+@pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 def test_kernels_nearest(backend):
     _skip_unavailable(backend)
     lab = _images(2, 33, 17, 1, seed=3)
