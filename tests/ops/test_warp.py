@@ -371,3 +371,15 @@ def test_bad_inputs():
     _bad("out_dtype", img, I, (4, 4), out_dtype=torch.int32)
     _bad("float64", img, I, (4, 4), out_dtype=torch.float64, backend="cpp")
     _bad("unknown backend", img, I, (4, 4), backend="opencl")
+
+
+def test_list_of_differently_sized_images():
+    from beingh0.ops.warp import warp_align_list
+
+    imgs = [_images(1, 9, 13, 3, 1)[0], _images(1, 20, 7, 3, 2)[0]]
+    A = np.stack([_affine("random", 9, 13, 6, 8, 0), _affine("rotation", 20, 7, 6, 8, 1)])
+    out = warp_align_list(imgs, A, (6, 8), backend="reference")
+    assert out.image.shape == (2, 3, 6, 8) and out.mask.shape == (2, 6, 8)
+    for i in range(2):
+        one = warp_align(imgs[i][None], A[i], (6, 8), backend="reference")
+        assert torch.equal(out.image[i], one.image[0]) and torch.equal(out.mask[i], one.mask[0])
