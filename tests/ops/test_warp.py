@@ -253,6 +253,18 @@ def test_kernels_match_reference(backend, kind):
 
 
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
+def test_kernels_wide_rows(backend):
+    """Rows of many interior pixels (the CPU's 16-pixel vector path) with borders in the same rows."""
+    _skip_unavailable(backend)
+    for C, kind in ((3, "scale_down"), (1, "rotation"), (4, "random")):
+        img = _images(2, 61, 123, C, seed=C)
+        A = np.stack([_affine(kind, 61, 123, 50, 99, seed=s) for s in (C, C + 1)])
+        norm = {} if C == 3 else dict(mean=[0.45] * C, std=[0.2] * C)
+        _compare(backend, img, A, (50, 99), fill=[31.0] * C, **norm)
+        _compare(backend, img, A, (50, 99), out_dtype=torch.bfloat16, fill=[31.0] * C, **norm)
+
+
+@pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 def test_kernels_nearest(backend):
     _skip_unavailable(backend)
     lab = _images(2, 33, 17, 1, seed=3)
@@ -359,3 +371,15 @@ def test_bad_inputs():
     _bad("out_dtype", img, I, (4, 4), out_dtype=torch.int32)
     _bad("float64", img, I, (4, 4), out_dtype=torch.float64, backend="cpp")
     _bad("unknown backend", img, I, (4, 4), backend="opencl")
+
+
+def test_list_of_differently_sized_images():
+    from beingh0.ops.warp import warp_align_list
+
+    imgs = [_images(1, 9, 13, 3, 1)[0], _images(1, 20, 7, 3, 2)[0]]
+    A = np.stack([_affine("random", 9, 13, 6, 8, 0), _affine("rotation", 20, 7, 6, 8, 1)])
+    out = warp_align_list(imgs, A, (6, 8), backend="reference")
+    assert out.image.shape == (2, 3, 6, 8) and out.mask.shape == (2, 6, 8)
+    for i in range(2):
+        one = warp_align(imgs[i][None], A[i], (6, 8), backend="reference")
+        assert torch.equal(out.image[i], one.image[0]) and torch.equal(out.mask[i], one.mask[0])
