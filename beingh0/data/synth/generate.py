@@ -166,7 +166,7 @@ def _fit_camera(rig, pts_world, T, fps, size, min_in=0.95):
         u = K[0] * pc[..., 0] / np.maximum(z, 1e-6) + K[2]
         v = K[1] * pc[..., 1] / np.maximum(z, 1e-6) + K[3]
         inside = (z > 0.08) & (u > 0.03 * W) & (u < 0.97 * W) & (v > 0.03 * H) & (v < 0.97 * H)
-        if inside.mean() >= min_in:
+        if inside.mean() >= (min_in - 0.05 if rig.kind == "ego" else min_in):
             break
         if rig.hfov_deg < 100 and rig.kind == "ego":
             rig.hfov_deg = min(rig.hfov_deg + 8, 120)

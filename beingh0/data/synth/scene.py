@@ -275,9 +275,9 @@ class CameraRig:
 def sample_camera(rng: np.random.Generator, workspace: np.ndarray) -> CameraRig:
     """An egocentric-like head camera (60 %) or a third-person camera around the table."""
     if rng.random() < 0.6:
-        eye = np.array([rng.uniform(-0.06, 0.06), rng.uniform(0.38, 0.55), rng.uniform(0.30, 0.45)])
-        target = workspace + np.array([rng.uniform(-0.05, 0.05), 0.0, rng.uniform(-0.02, 0.08)])
-        return CameraRig("ego", rng.uniform(70, 120), eye, target, rng.normal(0, 0.05),
+        eye = np.array([rng.uniform(-0.06, 0.06), rng.uniform(0.36, 0.5), rng.uniform(0.36, 0.5)])
+        target = workspace + np.array([rng.uniform(-0.05, 0.05), 0.0, rng.uniform(0.04, 0.12)])
+        return CameraRig("ego", rng.uniform(62, 105), eye, target, rng.normal(0, 0.05),
                          rng.uniform(0.5, 1.5) if rng.random() < 0.7 else 0.0, rng.uniform(0, 2 * np.pi, 6))
     az = rng.uniform(-1.0, 1.0) * np.radians(80)  # 0: facing the person from across the table
     el = np.radians(rng.uniform(20, 55))
@@ -331,8 +331,8 @@ def sample_table(rng: np.random.Generator) -> Table:
         (0.55, 0.62, 0.70), (0.78, 0.70, 0.62),
     ])
     return Table(
-        x_range=(-rng.uniform(0.45, 0.8), rng.uniform(0.45, 0.8)),
-        z_range=(-rng.uniform(0.35, 0.6), rng.uniform(0.38, 0.5)),
+        x_range=(-rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)),
+        z_range=(-rng.uniform(0.45, 0.8), rng.uniform(0.42, 0.55)),
         color=np.clip(np.asarray(base) * rng.uniform(0.9, 1.1, 3), 0, 1),
         pattern=str(rng.choice(["grain", "tiles", "plain"], p=[0.5, 0.2, 0.3])),
         scale=rng.uniform(0.02, 0.06),
