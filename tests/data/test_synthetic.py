@@ -1,0 +1,149 @@
+"""The synthetic source: deterministic, valid, rendered hands under their keypoints, anatomical
+joint angles, language that covers the episode and matches the motion, motion-only mode."""
+import numpy as np
+import pytest
+import torch
+
+from beingh0.data import load_episode, save_episode
+from beingh0.data.sources import get_source
+from beingh0.data.synth import SCENARIOS, SynthConfig, synth_episode
+from beingh0.data.synth.generate import LABEL_ARM, LABEL_HAND
+from beingh0.data.synth.raster import Light, Mesh, Table, render_frame
+from beingh0.mano.fit import joint_limits
+from beingh0.mano.model import ManoModel
+
+
+def _kp(ep, side):
+    h = ep.hands[side]
+    f = lambda a: torch.as_tensor(a, dtype=torch.float64)
+    return ManoModel.embedded(side).keypoints(f(h.betas)[None], f(h.global_orient), f(h.hand_pose), f(h.trans)).numpy()
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    cfg = SynthConfig(seconds=1.0, size=(128, 112), image_format="jpeg")
+    return [synth_episode(7, i, SynthConfig(**{**vars(cfg), "scenario": s}), return_labels=True) for i, s in enumerate(SCENARIOS)]
+
+
+def test_deterministic_from_seed():
+    cfg = SynthConfig(seconds=0.6, size=(48, 40), image_format="jpeg")
+    (a, la), (b, lb) = (synth_episode(3, 11, cfg, return_labels=True) for _ in range(2))
+    for side in ("left", "right"):
+        for k in ("global_orient", "hand_pose", "betas", "trans"):
+            np.testing.assert_array_equal(getattr(a.hands[side], k), getattr(b.hands[side], k))
+    assert a.text == b.text and a.frames.data == b.frames.data
+    np.testing.assert_array_equal(la, lb)
+    c = synth_episode(3, 12, SynthConfig(seconds=0.6, frames=False))
+    assert not np.array_equal(c.hands["right"].trans, a.hands["right"].trans)
+
+
+def test_episodes_validate_and_round_trip(tmp_path, rendered):
+    for ep, _ in rendered[:2]:
+        back = load_episode(save_episode(ep, tmp_path / f"{ep.episode_id}.tar"))
+        np.testing.assert_array_equal(back.hands["left"].hand_pose, ep.hands["left"].hand_pose)
+        assert back.text == ep.text and back.source == "synthetic" and back.license == "CC0-1.0"
+        assert back.camera.width == 128 and back.camera.height == 112 and back.num_frames == 15
+
+
+def test_keypoints_project_onto_rendered_hands(rendered):
+    """Wrist and fingertips (projected from the stored camera-frame parameters) fall on pixels
+    the renderer labelled as that hand (wrist: hand or its forearm), unless occluded."""
+    hits = total = 0
+    for ep, labels in rendered:
+        fx, fy, cx, cy = ep.camera.intrinsics[0]
+        H, W = labels.shape[1:]
+        for side in ("left", "right"):
+            k = _kp(ep, side)
+            for t in range(ep.num_frames):
+                for j in (0, 4, 8, 12, 16, 20):
+                    x, y, z = k[t, j]
+                    u, v = int(round(fx * x / z + cx)), int(round(fy * y / z + cy))
+                    if not (1 <= u < W - 1 and 1 <= v < H - 1):
+                        continue
+                    ok = {LABEL_HAND[side]} | ({LABEL_ARM[side]} if j == 0 else set())
+                    total += 1
+                    hits += bool(ok & set(labels[t, v - 1:v + 2, u - 1:u + 2].ravel().tolist()))
+    assert total > 300
+    assert hits / total > 0.85, f"only {hits}/{total} projected keypoints on their hand's pixels"
+
+
+def test_renders_hands_objects_and_table(rendered):
+    ep, labels = rendered[0]
+    for side in ("left", "right"):
+        assert (labels == LABEL_HAND[side]).any()
+    assert (labels >= 10).any()  # objects
+    from beingh0.data.video import episode_frames
+
+    img = episode_frames(ep, [0])[0].astype(float)
+    assert img.std() > 10  # not a blank frame
+
+
+def test_joint_angles_within_limits_and_motion_smooth():
+    for i in range(6):
+        ep = synth_episode(1, i, SynthConfig(seconds=3.0, frames=False))
+        for side, h in ep.hands.items():
+            lim = joint_limits(side)
+            P = h.hand_pose.reshape(-1, 15, 3)
+            assert (P >= lim[..., 0] - 1e-5).all() and (P <= lim[..., 1] + 1e-5).all(), (i, side)
+            step = np.linalg.norm(np.diff(h.trans, axis=0), axis=1)
+            assert step.max() < 0.06, f"wrist jumps {step.max() * 1000:.0f} mm in one frame"
+        assert 0.4 < np.abs(ep.hands["left"].betas).max() < 2.01  # betas sampled per episode
+
+
+def test_language_covers_duration_and_matches_motion():
+    for i in range(8):
+        ep = synth_episode(2, i, SynthConfig(seconds=2.5, frames=False))
+        names = {o["name"] for o in ep.meta["objects"]}
+        for hand in ("both", "left", "right"):
+            segs = sorted((s for s in ep.text.segments if s.hand == hand), key=lambda s: s.t0)
+            assert segs[0].t0 == 0 and abs(segs[-1].t1 - ep.duration) < 1e-6
+            assert all(abs(a.t1 - b.t0) < 1e-9 for a, b in zip(segs, segs[1:]))
+        for s in ep.text.segments:
+            assert s.instruction and s.caption
+            if s.hand != "both":
+                assert s.caption.lower().startswith(f"the {s.hand} hand")
+                t0, t1 = int(round(s.t0 * ep.fps)), min(int(round(s.t1 * ep.fps)), ep.num_frames - 1)
+                moved = np.linalg.norm(ep.hands[s.hand].trans[t1] - ep.hands[s.hand].trans[t0])
+                if moved > 0.05:  # a hand that clearly moved is not described as resting
+                    assert not any(w in s.caption for w in ("rests on", "stays still", "lies relaxed")), s.caption
+            for word in ("the ",):
+                for frag in s.caption.split(word)[1:]:
+                    if frag.split(" ")[0] in {"red", "blue", "green", "yellow", "orange", "purple", "white", "black", "pink", "teal", "grey", "brown"}:
+                        assert " ".join(frag.split(" ")[:2]).rstrip(",.") in names, (frag, names)
+        assert ep.text.instruction.endswith(".") and set(ep.text.per_hand) == {"left", "right"}
+
+
+def test_press_and_pour_language():
+    ep = synth_episode(0, 0, SynthConfig(seconds=6.0, frames=False, scenario="press"))
+    side = ep.meta["active_hand"]
+    assert any(w in " ".join(s.caption for s in ep.text.segments if s.hand == side) for w in ("presses", "pushes", "taps"))
+    ep = synth_episode(0, 1, SynthConfig(seconds=8.0, frames=False, scenario="pour"))
+    assert "pour" in " ".join(s.caption for s in ep.text.segments).lower() or "tip" in ep.text.summary
+
+
+def test_motion_only_and_source_registry():
+    src = get_source("synthetic")
+    assert src.list_items(None, {"n": 3}) == ["0", "1", "2"]
+    ep = src.load_item(None, "2", {"seconds": 1.0, "frames": False, "fps": 30})[0]
+    assert ep.frames.kind == "none" and ep.num_frames == 30 and ep.fps == 30
+    with pytest.raises(ValueError, match="unknown option"):
+        src.list_items(None, {"n": 2, "sizes": 3})
+    with pytest.raises(ValueError, match="fps"):
+        src.load_item(None, "0", {"fps": 24})
+    with pytest.raises(ValueError, match="seeds"):
+        src.load_item(None, "x", {})
+
+
+def test_rasteriser_depth_order_and_coverage():
+    """Two overlapping squares: the nearer one wins; coverage matches the projected area."""
+    K = np.array([100.0, 100.0, 31.5, 31.5])
+    sq = lambda z, s: (np.array([[-s, -s, z], [s, -s, z], [s, s, z], [-s, s, z]]), np.array([[0, 2, 1], [0, 3, 2]]))
+    v1, f1 = sq(1.0, 0.1)
+    v2, f2 = sq(0.8, 0.04)
+    E = np.eye(4)
+    E[:3, 3] = [0, 5.0, 0]  # camera far above the table plane, looking along +z (no table in view)
+    table = Table((-0.1, 0.1), (-0.1, 0.1), np.ones(3))
+    rgb, lab = render_frame([Mesh(v1, f1, (1, 0, 0), 1, closed=False), Mesh(v2, f2, (0, 1, 0), 2, closed=False)], K, E,
+                            (64, 64), table, np.zeros((64, 64, 3)), Light(np.array([0, 0, -1.0])))
+    assert lab[31, 31] == 2 and lab[31, 40] == 1 and lab[0, 0] == 0
+    assert abs((lab > 0).sum() - 21 * 21) <= 2 * 21 and abs((lab == 2).sum() - 11 * 11) <= 2 * 11
