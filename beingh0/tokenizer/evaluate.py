@@ -115,11 +115,11 @@ def evaluate_clips(tok, clips, name: str = "clips", batch_windows: int = 512) ->
 
 def format_table(rows: list) -> str:
     """Rows of ``ReconMetrics`` -> a printable table (errors in mm)."""
-    head = (f"{'set':<22} {'clips':>5} {'frames':>7} {'MPJPE (mm)':>11} {'PA-MPJPE (mm)':>14} {'wrist (mm)':>11} "
+    head = (f"{'set':<24} {'clips':>5} {'frames':>7} {'MPJPE (mm)':>11} {'PA-MPJPE (mm)':>14} {'wrist (mm)':>11} "
             f"{'code use (%)':>13} {'perplexity':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.name:<22} {r.clips:>5} {r.frames:>7} {r.mpjpe_mm:>11.2f} {r.pa_mpjpe_mm:>14.2f} "
+        lines.append(f"{r.name:<24} {r.clips:>5} {r.frames:>7} {r.mpjpe_mm:>11.2f} {r.pa_mpjpe_mm:>14.2f} "
                      f"{r.wrist_mm:>11.2f} {100 * r.mean_utilisation():>13.1f} {r.mean_perplexity():>11.1f}")
     return "\n".join(lines)
 

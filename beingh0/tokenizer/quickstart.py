@@ -51,7 +51,7 @@ def quickstart(out_dir="out/tokenizer-quickstart", minutes_budget: float = 3.0, 
     train = random_clips(64, seed=TRAIN_SEED + 100 * seed)
     val = random_clips(8, seed=VAL_SEED + 100 * seed)
     budget = 60.0 * minutes_budget * 0.8
-    tc = TrainConfig(steps=100_000, batch_size=128, lr=1e-3, warmup=20, eval_every=100, ckpt_every=500,
+    tc = TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup=20, eval_every=100, ckpt_every=500,
                      seed=seed, max_seconds=budget, progress=verbose)
     res = train_tokenizer(out_dir, train, val, TokenizerConfig.preset("small"), tc, verbose=verbose)
     if verbose:
