@@ -6,13 +6,13 @@ def _train(a):
     from ..tokenizer.quickstart import train_command
 
     train_command(a.out, config=a.config, steps=a.steps, resume=a.resume, batch_size=a.batch_size, lr=a.lr,
-                  minutes=a.minutes, clips=a.clips, seed=a.seed, progress=not a.quiet)
+                  minutes=a.minutes, clips=a.episodes, seed=a.seed, progress=not a.quiet)
 
 
 def _eval(a):
     from ..tokenizer.quickstart import eval_command
 
-    eval_command(a.checkpoint, real=a.real, clips=a.clips, seed=a.seed, data_dir=a.data_dir)
+    eval_command(a.checkpoint, real=a.real, clips=a.episodes, seed=a.seed, data_dir=a.data_dir)
 
 
 def _quickstart(a):
@@ -40,7 +40,7 @@ def register(sub, bench) -> None:
     s.add_argument("--batch-size", type=int, default=128, help="windows per step (default: 128)")
     s.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
     s.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training (checkpointed)")
-    s.add_argument("--clips", type=int, default=64, help="synthetic training clips of 4-12 s (default: 64)")
+    s.add_argument("--episodes", type=int, default=64, help="synthetic UniHand training episodes of 6 s, both hands (default: 64)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_train)
@@ -51,7 +51,7 @@ def register(sub, bench) -> None:
     s.add_argument("checkpoint", help="tokenizer folder (DIR/tokenizer or DIR/checkpoint) or a training output DIR")
     s.add_argument("--real", action="store_true", help="also the real sequence from ../shared/data (skipped when absent)")
     s.add_argument("--data-dir", default=None, help="folder holding dex_retargeting_human_hand/ (default: ../shared/data)")
-    s.add_argument("--clips", type=int, default=8, help="held-out synthetic clips (default: 8)")
+    s.add_argument("--episodes", type=int, default=8, help="held-out synthetic UniHand episodes (default: 8)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_eval)
 

@@ -220,3 +220,33 @@ def clip_windows(clip: PreparedClip, spec="D162", norm=None):
     x = norm.apply(feats) if norm is not None else feats
     w, m = make_windows(x)
     return w * m[..., None], m, feats
+
+
+def clips_from_episode(ep, min_seconds: float = 1.0) -> list[MotionClip]:
+    """The hand tracks of a UniHand :class:`~beingh0.data.episode.Episode` as clips: one clip per
+    hand and maximal run of valid frames at least ``min_seconds`` long (shorter runs are dropped)."""
+    out: list[MotionClip] = []
+    min_len = max(1, int(round(min_seconds * ep.fps)))
+    for side in sorted(ep.hands):
+        h = ep.hands[side]
+        v = np.concatenate([[False], np.asarray(h.valid, bool), [False]])
+        edges = np.flatnonzero(v[1:] != v[:-1])
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a >= min_len:
+                out.append(MotionClip(h.global_orient[a:b], h.hand_pose[a:b], h.betas, h.trans[a:b], fps=float(ep.fps),
+                                      side=side, name=f"{ep.episode_id}:{side}:{a}"))
+    return out
+
+
+def synthetic_clips(episodes: int, seed: int = 0, seconds: float = 6.0, progress: bool = False) -> list[MotionClip]:
+    """Clips of ``episodes`` motion-only episodes of the UniHand synthetic source
+    (:mod:`beingh0.data.synth`: bimanual reach/grasp/move/place/pour/press/open), both hands each."""
+    from ..data.synth.generate import SynthConfig, synth_episode
+
+    cfg = SynthConfig(seconds=seconds, frames=False)
+    it = range(episodes)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="synthesising motion", unit="episode")
+    return [c for i in it for c in clips_from_episode(synth_episode(seed, i, cfg))]

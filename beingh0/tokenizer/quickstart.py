@@ -13,7 +13,7 @@ import torch
 from .config import PRESETS, TokenizerConfig
 from .evaluate import evaluate_clips, format_table, format_usage, real_clip
 from .io import load_tokenizer
-from .synthetic import random_clips
+from .data import synthetic_clips
 from .train import TrainConfig, train_tokenizer
 
 __all__ = ["quickstart", "train_command", "eval_command", "default_data_dir"]
@@ -40,16 +40,16 @@ def _report(tok, val, data_dir, real: bool, verbose: bool = True) -> list:
 
 
 def quickstart(out_dir="out/tokenizer-quickstart", minutes_budget: float = 3.0, seed: int = 0,
-               data_dir=None, verbose: bool = True) -> dict:
-    """Train the ``small`` tokenizer on varied synthetic clips within ``minutes_budget`` minutes
+               data_dir=None, verbose: bool = True, episodes: int = 48) -> dict:
+    """Train the ``small`` tokenizer on ``episodes`` synthetic UniHand episodes (both hands) within ``minutes_budget`` minutes
     (training gets ~80 % of it), then print the reconstruction table (mm) for held-out synthetic
     clips and the real sequence when ``data_dir`` (default ``../shared/data``) has it.
     Returns {"rows": [summary dicts], "steps", "seconds", "out_dir"}."""
     if not (isinstance(minutes_budget, (int, float)) and minutes_budget > 0):
         raise ValueError(f"minutes_budget={minutes_budget!r} must be > 0")
     t0 = time.perf_counter()
-    train = random_clips(64, seed=TRAIN_SEED + 100 * seed)
-    val = random_clips(8, seed=VAL_SEED + 100 * seed)
+    train = synthetic_clips(episodes, seed=TRAIN_SEED + 100 * seed, progress=verbose)
+    val = synthetic_clips(8, seed=VAL_SEED + 100 * seed)
     budget = 60.0 * minutes_budget * 0.8
     tc = TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup=20, eval_every=100, ckpt_every=500,
                      seed=seed, max_seconds=budget, progress=verbose)
@@ -66,11 +66,11 @@ def quickstart(out_dir="out/tokenizer-quickstart", minutes_budget: float = 3.0, 
 def train_command(out_dir, config: str = "small", steps: int | None = None, resume: bool = False,
                   batch_size: int = 128, lr: float = 1e-3, minutes: float | None = None, clips: int = 64,
                   seed: int = 0, progress: bool = True) -> dict:
-    """``beingh0 tokenizer train``: synthetic clips (until the UniHand source lands), train, report."""
+    """``beingh0 tokenizer train``: ``clips`` synthetic UniHand episodes (both hands), train, report."""
     if config not in PRESETS:
         raise ValueError(f"unknown --config {config!r}; choose one of {list(PRESETS)}")
-    train = random_clips(clips, seed=TRAIN_SEED + 100 * seed)
-    val = random_clips(8, seed=VAL_SEED + 100 * seed)
+    train = synthetic_clips(clips, seed=TRAIN_SEED + 100 * seed, progress=progress)
+    val = synthetic_clips(8, seed=VAL_SEED + 100 * seed)
     tc = TrainConfig(steps=steps if steps is not None else 2000, batch_size=batch_size, lr=lr, warmup=20, seed=seed,
                      max_seconds=60.0 * minutes if minutes else None, progress=progress)
     res = train_tokenizer(out_dir, train, val, None if resume else TokenizerConfig.preset(config), tc, resume=resume)
@@ -90,5 +90,5 @@ def eval_command(checkpoint, real: bool = False, clips: int = 8, seed: int = 0, 
     print(f"tokenizer {path}: config {tok.cfg.name!r}, {tok.cfg.features}, {len(tok.cfg.parts)} part(s), "
           f"{tok.layout.tokens_per_block} tokens per hand-second, {tok.layout.vocab_size} ids")
     with torch.no_grad():
-        rows = _report(tok, random_clips(clips, seed=VAL_SEED + 100 * seed), data_dir, real=real)
+        rows = _report(tok, synthetic_clips(clips, seed=VAL_SEED + 100 * seed), data_dir, real=real)
     return [r.summary() for r in rows]
