@@ -72,7 +72,7 @@ def _load_item(root, item, options):
         raise ValueError("this item fails on purpose (option fail_item)")
     seed = int(item) + 1000 * int(options.get("seed", 0))
     return [random_episode(seed, float(options.get("seconds", 4.0)), float(options.get("fps", 30.0)),
-                           options.get("frames", "none"), source=options.get("source", "bench-random"))]
+                           options.get("frames", "none"))]
 
 
 def _make_source():
@@ -83,7 +83,7 @@ def _make_source():
 
 
 def random_source():
-    """The benchmark/test source (options: episodes, seconds, fps, frames, seed, source, fail_item)."""
+    """The benchmark/test source (options: episodes, seconds, fps, frames, seed, fail_item)."""
     return _make_source()
 
 

@@ -50,7 +50,22 @@ def episode_entry(ep, members: dict[str, bytes], motion: dict) -> dict[str, Any]
 
 def build_shard(source: str | Source, root: str | None, items: list[str], options: dict, out_dir: str, shard: int,
                 motion: MotionOptions, skip_errors: bool = False) -> tuple[dict | None, list[dict]]:
-    """One job: load ``items``, add motion sidecars, write ``shard-<shard>.tar``; returns (index entry, skipped)."""
+    """One job: load ``items``, add motion sidecars, write ``shard-<shard>.tar``; returns (index entry, skipped).
+
+    Runs torch on one thread: reductions split across threads round differently, and shards must
+    not depend on how many threads (or workers) built them.
+    """
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build_shard(source, root, items, options, out_dir, shard, motion, skip_errors)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _build_shard(source, root, items, options, out_dir, shard, motion, skip_errors):
     src = _resolve(source)
     rootp = Path(root) if root is not None else None
     eps, metas, skipped = [], [], []
@@ -87,6 +102,14 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="shards", unit="shard", disable=not enabled)
 
 
+def _worker_init():
+    # Forked after the driver ran torch (hand models): a child entering the parent's OpenMP pool
+    # can hang (libgomp is not fork-safe). Jobs run one per process, so one thread each is right.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _run_process(jobs, workers, progress):
     results = [None] * len(jobs)
     if workers <= 1:
@@ -95,7 +118,7 @@ def _run_process(jobs, workers, progress):
                 results[i] = build_shard(*j)
                 bar.update()
         return results
-    with ProcessPoolExecutor(max_workers=workers) as pool, _progress(len(jobs), progress) as bar:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool, _progress(len(jobs), progress) as bar:
         futs = {pool.submit(build_shard, *j): i for i, j in enumerate(jobs)}
         pending = set(futs)
         while pending:

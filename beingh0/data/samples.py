@@ -164,7 +164,9 @@ def motion_sidecar(ep: Episode, options: MotionOptions = MotionOptions()) -> tup
         "member": f"{ep.episode_id}{'.motion.safetensors'}", "version": SIDECAR_VERSION, "fps": FPS, "frames": frames,
         "windows": windows, "min_valid": options.min_valid, "hand_model": options.hand_model or "embedded",
     }
-    return save(arrays, metadata={"format": "beingh0.motion", "version": str(SIDECAR_VERSION)}), summary
+    # One metadata key only: safetensors writes its metadata map in hash order (several keys would
+    # make equal sidecars differ byte-wise between processes).
+    return save(arrays, metadata={"format": f"beingh0.motion/{SIDECAR_VERSION}"}), summary
 
 
 def load_sidecar(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
