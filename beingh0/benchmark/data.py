@@ -92,7 +92,7 @@ def _time_loader(root, kind, workers, batch, seconds_min):
     from ..data.loader import ResumableLoader, ShardDataset
 
     ds = ShardDataset(root, kind=kind)
-    loader = ResumableLoader(ds, batch_size=batch, num_workers=workers, persistent_workers=workers > 0)
+    loader = ResumableLoader(ds, batch_size=batch, num_workers=workers)
     it = iter(loader)
     n, warm = 0, None
     t0 = time.perf_counter()

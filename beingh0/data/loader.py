@@ -318,6 +318,7 @@ class ResumableLoader:
         self.sampler.set_epoch(epoch)
         self.batch_size, self.num_workers, self.loader_kwargs = batch_size, num_workers, loader_kwargs
         self._consumed = 0  # samples this rank has delivered in the current epoch since `start`
+        self._dl = None
 
     @property
     def epoch(self) -> int:
@@ -349,10 +350,14 @@ class ResumableLoader:
         return -(-len(self.sampler) // self.batch_size)
 
     def __iter__(self) -> Iterator[dict]:
-        kw = dict(self.loader_kwargs)
-        kw.setdefault("collate_fn", collate)
-        dl = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler, num_workers=self.num_workers, **kw)
-        for batch in dl:
+        if self._dl is None:  # one DataLoader for the loader's life: persistent workers keep their caches
+            kw = dict(self.loader_kwargs)
+            kw.setdefault("collate_fn", collate)
+            if self.num_workers > 0:
+                kw.setdefault("persistent_workers", True)
+            self._dl = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
+                                  num_workers=self.num_workers, **kw)
+        for batch in self._dl:
             self._consumed += len(batch["index"])
             yield batch
         self.sampler.set_epoch(self.sampler.epoch + 1, 0)
