@@ -1,7 +1,6 @@
 """``beingh0 data synth`` (synthetic hand-object episodes) and ``beingh0 data show`` (look at one)."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -14,72 +13,33 @@ def _size(s: str) -> tuple[int, int]:
     return w, h
 
 
-def write_episode(out_dir: Path, ep) -> Path:
-    """Where ``data synth`` puts one episode (one tar per episode for now; shards later)."""
-    from ..data.episode import save_episode
-
-    return save_episode(ep, out_dir / "episodes" / f"{ep.episode_id}.tar")
-
-
-def _one(job):
-    out, seed, index, opts = job
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
-    from ..data.sources.synthetic import load_item
-
-    t = time.perf_counter()
-    ep = load_item(None, str(index), dict(opts, seed=seed))[0]
-    p = write_episode(Path(out), ep)
-    return str(p), ep.num_frames, time.perf_counter() - t
-
-
 def run_synth(out: str, episodes: int, seconds: float, size=(256, 256), fps: float = 15.0, frames: bool = True,
-              seed: int = 0, workers: int = 1, fmt: str = "mp4", supersample: int = 1, progress: bool = True) -> dict:
-    from tqdm import tqdm
-
+              seed: int = 0, workers: int = 1, fmt: str = "mp4", supersample: int = 1, progress: bool = True,
+              episodes_per_shard: int = 16, overwrite: bool = False) -> dict:
+    """Synthesise ``episodes`` episodes into a sharded dataset at ``out`` (``beingh0.data.build``:
+    tar shards + index.json + manifest.json, one job per shard, ``workers`` processes)."""
+    from ..data.build import build_dataset
     from ..data.sources.synthetic import config_from_options
 
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
-    opts = {"seconds": seconds, "size": list(size), "fps": fps, "frames": frames, "format": fmt, "supersample": supersample}
+    opts = {"n": episodes, "seed": seed, "seconds": seconds, "size": list(size), "fps": fps, "frames": frames,
+            "format": fmt, "supersample": supersample}
     config_from_options(opts)
-    outp = Path(out)
-    outp.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(outp), seed, i, opts) for i in range(episodes)]
     t0 = time.perf_counter()
-    n_frames = 0
-    bar = tqdm(total=episodes, unit="ep", desc="synth", disable=not progress)
-    if workers == 1:
-        results = (_one(j) for j in jobs)
-        pool = None
-    else:
-        import multiprocessing as mp
-
-        pool = mp.get_context("spawn").Pool(workers)
-        results = pool.imap_unordered(_one, jobs)
-    try:
-        for _, nf, _ in results:
-            n_frames += nf
-            bar.update(1)
-            bar.set_postfix(fps=f"{n_frames / max(time.perf_counter() - t0, 1e-9):.1f}")
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
+    build_dataset("synthetic", None, out, options=opts, episodes_per_shard=episodes_per_shard, workers=workers,
+                  progress=progress, overwrite=overwrite)
     dt = time.perf_counter() - t0
-    stats = {"episodes": episodes, "frames": n_frames, "seconds": round(dt, 2), "frames_per_s": round(n_frames / max(dt, 1e-9), 2),
-             "out": str(outp / "episodes")}
-    return stats
+    n_frames = int(round(episodes * seconds * fps))
+    return {"episodes": episodes, "frames": n_frames, "seconds": round(dt, 2),
+            "frames_per_s": round(n_frames / max(dt, 1e-9), 2), "out": str(out)}
 
 
 def _synth(a):
     st = run_synth(a.out, a.episodes, a.seconds, _size(a.size), a.fps, not a.no_frames, a.seed, a.workers, a.format,
-                   a.supersample, progress=not a.quiet)
+                   a.supersample, progress=not a.quiet, episodes_per_shard=a.episodes_per_shard, overwrite=a.overwrite)
     kind = "motion-only" if a.no_frames else f"{a.size} {a.format}"
     print(f"wrote {st['episodes']} synthetic episodes ({kind}, {st['frames']} frames) to {st['out']} "
           f"in {st['seconds']} s: {st['frames_per_s']} frames/s")
@@ -91,8 +51,20 @@ def _show(a):
     frames = None
     if a.frames:
         frames = [int(x) for x in a.frames.replace(",", " ").split()]
-    out = a.out or str(Path(a.episode).with_suffix(".png"))
-    print(show_episode(a.episode, out, frames=frames, root=a.root, model_dir=a.model_dir, cols=a.cols))
+    src = Path(a.episode)
+    if src.is_dir():  # a dataset folder: pick the episode by key or position in its index
+        from ..data.shards import load_index
+
+        index = load_index(src)
+        which = a.key if a.key is not None else "0"
+        ep = index.read(int(which) if which.isdigit() else which)
+        out = a.out or str(src / f"{ep.episode_id}.png")
+    else:
+        if a.key is not None:
+            raise ValueError("--key selects an episode inside a dataset folder; EPISODE is a single episode file")
+        ep = src
+        out = a.out or str(src.with_suffix(".png"))
+    print(show_episode(ep, out, frames=frames, root=a.root, model_dir=a.model_dir, cols=a.cols))
 
 
 def register(sub, bench):
@@ -103,7 +75,7 @@ def register(sub, bench):
                         description="Procedural hands reaching, grasping, moving, placing, pouring, pressing and opening "
                                     "objects on a table, rendered headless with MANO-layout hands, with per-second "
                                     "instructions and captions. Deterministic from --seed.")
-    s.add_argument("--out", required=True, help="output folder (episodes go to OUT/episodes/<id>.tar)")
+    s.add_argument("--out", required=True, help="output dataset folder (tar shards + index.json + manifest.json)")
     s.add_argument("--episodes", type=int, default=64, help="number of episodes (default: 64)")
     s.add_argument("--seconds", type=float, default=2.0, help="length of each episode in seconds (default: 2)")
     s.add_argument("--size", default="256x256", help="frame size WIDTHxHEIGHT (default: 256x256)")
@@ -112,12 +84,15 @@ def register(sub, bench):
     s.add_argument("--format", choices=["mp4", "jpeg"], default="mp4", help="frame storage (default: mp4, H.264)")
     s.add_argument("--supersample", type=int, default=1, help="anti-aliasing: render at N times the size (default: 1)")
     s.add_argument("--seed", type=int, default=0, help="collection seed; episode i is fixed by (seed, i) (default: 0)")
-    s.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes, one shard job each (default: 1)")
+    s.add_argument("--episodes-per-shard", type=int, default=16, help="episodes per tar shard (default: 16)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_synth)
 
     s = data.add_parser("show", help="render an episode's frames with projected hand keypoints and captions (PNG grid or mp4)")
-    s.add_argument("episode", help="an episode .tar (as written by data synth / save_episode)")
+    s.add_argument("episode", help="a dataset folder (data synth / data build) or a single episode .tar (save_episode)")
+    s.add_argument("--key", default=None, help="episode key or position in the dataset's index (default: the first)")
     s.add_argument("--out", default=None, help="output .png (grid) or .mp4 (default: EPISODE with .png)")
     s.add_argument("--frames", default=None, help="frame numbers, e.g. '0,5,10' (default: 8 spread frames; all for mp4)")
     s.add_argument("--root", default=None, help="data folder of the source, for episodes whose frames are external videos")

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from beingh0.cli.main import main
-from beingh0.data import load_episode, save_episode
+from beingh0.data import save_episode
 from beingh0.data.episode import Frames
 from beingh0.data.show import caption_at, episode_keypoints, project, show_episode
 from beingh0.data.synth import SynthConfig, synth_episode
@@ -13,13 +13,18 @@ from beingh0.data.synth import SynthConfig, synth_episode
 def test_synth_and_show_cli(tmp_path, capsys):
     out = tmp_path / "syn"
     assert main(["data", "synth", "--out", str(out), "--episodes", "2", "--seconds", "0.6", "--size", "64x48", "--quiet"]) == 0
-    tars = sorted((out / "episodes").glob("*.tar"))
-    assert [t.name for t in tars] == ["synth_0_000000.tar", "synth_0_000001.tar"]
+    from beingh0.data.shards import load_index
+
+    index = load_index(out)
+    assert len(index) == 2 and (out / "manifest.json").is_file()
     assert "frames/s" in capsys.readouterr().out
-    ep = load_episode(tars[0])
+    ep = index.read(0)
     assert ep.frames.kind == "mp4" and ep.camera.width == 64 and ep.camera.height == 48
+    tars = [tmp_path / "e0.tar", tmp_path / "e1.tar"]  # single-episode files work too
+    save_episode(ep, tars[0])
+    save_episode(index.read(1), tars[1])
     png = tmp_path / "a.png"
-    assert main(["data", "show", str(tars[0]), "--out", str(png), "--frames", "0,4,8"]) == 0
+    assert main(["data", "show", str(out), "--key", "0", "--out", str(png), "--frames", "0,4,8"]) == 0
     im = np.asarray(Image.open(png))
     assert im.shape[1] == 3 * 64 and im.shape[0] > 48 and im.std() > 10
     mp4 = tmp_path / "a.mp4"
@@ -29,7 +34,8 @@ def test_synth_and_show_cli(tmp_path, capsys):
     assert decode_video(mp4.read_bytes()).shape[0] == ep.num_frames
     # motion-only: a 3-D plot, said clearly; a video is refused with advice
     assert main(["data", "synth", "--out", str(tmp_path / "mo"), "--episodes", "1", "--seconds", "0.5", "--no-frames", "--quiet"]) == 0
-    mo = tmp_path / "mo" / "episodes" / "synth_0_000000.tar"
+    mo = tmp_path / "mo.tar"
+    save_episode(load_index(tmp_path / "mo").read(0), mo)
     capsys.readouterr()
     assert main(["data", "show", str(mo), "--out", str(tmp_path / "mo.png")]) == 0
     assert "motion-only" in capsys.readouterr().out and (tmp_path / "mo.png").stat().st_size > 1000
