@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .balance import BalanceConfig, BalanceParams, HandState, balance_affine, draw_balance, transform_mano, transform_points
+from .balance import BalanceConfig, BalanceParams, HandState, _rz, balance_affine, draw_balance, transform_mano, transform_points
 from .camera import OFFICIAL_TARGET, Intrinsics, TargetCamera
 from .geometry import align_matrix
 
@@ -55,6 +55,8 @@ def sample_intrinsics(sample: dict, width: int, height: int) -> Intrinsics:
     k = sample["intrinsics"]
     dist = sample.get("distortion")
     model = sample.get("distortion_model", "radtan")
+    if dist is not None and (not model or not np.any(_np(dist))):  # the loader's "no distortion": zeros, model ""
+        dist, model = None, "radtan"
     if isinstance(k, Intrinsics):
         if (k.width, k.height) != (width, height):
             raise ValueError(f"intrinsics are for a {k.width}x{k.height} image but frames are {width}x{height}; "
@@ -149,6 +151,9 @@ class AlignTransform:
         """Align (and balance) one sample. ``params`` replays a given move instead of drawing one (no rules)."""
         from ..ops.warp import warp_align
 
+        loader = "frames" not in sample and "image" in sample  # a beingh0.data.loader sample (one hand)
+        if loader:
+            sample = self._from_loader(sample)
         frames, single = self._frames(sample)
         T, H, W, _ = frames.shape
         src = sample_intrinsics(sample, W, H)
@@ -187,4 +192,42 @@ class AlignTransform:
                                    for side, v in sample["keypoints_2d"].items()}
         out["align"] = {"dst_from_src": al.dst_from_src, "scale": params.scale, "angle": params.angle,
                         "tries": d.tries if d else 0, "fallback": d.fallback if d else False}
+        return self._to_loader(out, sample, params) if loader else out
+
+    # -- the data loader's sample layout (beingh0.data.loader, docs/data.md) ---------------------
+    @staticmethod
+    def _from_loader(sample: dict) -> dict:
+        s = dict(sample)
+        s["frames"] = s.pop("image")
+        s["_frame_mask"] = s.pop("mask", None)
+        m = s.get("mano")
+        if isinstance(m, dict) and "trans" in m:
+            if "hand" not in s:
+                raise KeyError("a loader sample with one hand's 'mano' needs 'hand' ('left' or 'right')")
+            s["mano"] = {s["hand"]: m}
+        return s
+
+    @staticmethod
+    def _to_loader(out: dict, sample: dict, params: BalanceParams) -> dict:
+        """Back to the loader's layout: one hand's ``mano`` (its wrist-relative ``joints`` and the
+        reference frame moved with it), ``mask`` stays the frame validity, the border is ``image_mask``."""
+        out["image_mask"] = out.pop("mask")
+        out["mask"] = sample["_frame_mask"]
+        k = out["intrinsics"]  # the model input's pinhole camera (undistorted), as the loader keeps it
+        out["intrinsics"] = np.array([k.fx, k.fy, k.cx, k.cy], np.float64)
+        out["width"], out["height"] = int(k.width), int(k.height)
+        out["distortion"], out["distortion_model"] = np.zeros(5, np.float64), ""
+        out.pop("_frame_mask", None)
+        if isinstance(out.get("mano"), dict) and sample.get("hand") in out["mano"]:
+            p = dict(out["mano"][sample["hand"]])
+            if not params.is_identity:
+                if "joints" in p:  # wrist-relative: only the rotation acts on them (depth scaling moves the hand rigidly)
+                    j = _np(p["joints"]).astype(np.float64)
+                    p["joints"] = _like(j @ _rz(params.angle).T, p["joints"])
+                if "ref_global_orient" in p and "ref_trans" in p:
+                    go, tr = p["ref_global_orient"], p["ref_trans"]
+                    go2, tr2 = transform_mano(_np(go).reshape(1, 3), _np(tr).reshape(1, 3), params)
+                    p["ref_global_orient"] = _like(go2.reshape(np.shape(_np(go))), go)
+                    p["ref_trans"] = _like(tr2.reshape(np.shape(_np(tr))), tr)
+            out["mano"] = p
         return out
