@@ -12,7 +12,27 @@ def _align(a):
         print(f"{k}: {p}")
 
 
+def _balance(a):
+    from ..align.report import balance_report
+
+    balance_report(a.datasets, a.png, group_by=a.group_by, seed=a.seed)
+
+
 def register(sub, bench):
+    from .main import subgroup
+
+    s = subgroup(sub, "data", "UniHand data tools").add_parser(
+        "balance", help="view-invariant balancing of hand positions across sources: table + before/after PNG",
+        description="Read the wrist positions of dataset folders, fit the balancing sampler (depth scaling and "
+                    "in-plane rotation, beingh0.align), draw one move per sample and plot each group's hand-position "
+                    "distribution in the model input before and after.")
+    s.add_argument("datasets", nargs="+", help="dataset folders (data synth / data build)")
+    s.add_argument("--png", default="out/balance.png", help="output plot (default: out/balance.png)")
+    s.add_argument("--group-by", default="source",
+                   help="'source' (default) or 'meta.<key>', e.g. meta.camera_kind for the synthetic source's ego/third views")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=_balance)
+
     s = sub.add_parser(
         "align", help="map an image to Being-H0's target camera (weak-perspective alignment) and show before/after",
         description="Warp IMAGE (a picture, or one frame of a video) from its camera to the target camera "

@@ -54,3 +54,13 @@ def test_loader_samples_go_through_align(synth_dataset, balance):
         np.testing.assert_allclose(j0, j1, atol=1e-5)
         if balance is None:  # alignment alone changes no 3D quantity, so the features are identical
             torch.testing.assert_close(a["features"], b["features"])
+
+
+def test_balance_report_on_a_dataset(synth_dataset, tmp_path, capsys):
+    from beingh0.cli.main import main
+
+    png = tmp_path / "bal.png"
+    assert main(["data", "balance", str(synth_dataset), "--png", str(png), "--group-by", "meta.camera_kind"]) == 0
+    out = capsys.readouterr().out
+    assert "TV to target" in out and png.stat().st_size > 10_000
+    assert main(["data", "balance", str(synth_dataset), "--group-by", "colour"]) == 2
