@@ -132,6 +132,13 @@ class AlignTransform:
                 t = kp[:, 0]
             else:
                 continue
+            fm = sample.get("_frame_mask")  # loader samples: only the valid frames count (padding rows are zeros)
+            if fm is not None:
+                fm = _np(fm).astype(bool).reshape(-1)
+                if fm.shape[0] == t.shape[0]:
+                    t, kp = t[fm], (kp[fm] if kp is not None and kp.shape[0] == fm.shape[0] else kp)
+                if t.shape[0] == 0:
+                    continue
             if not np.all(np.isfinite(t)):
                 raise ValueError(f"{side} hand's wrist position has NaN/Inf; mask or drop those frames first")
             out.append((side, HandState(t, kp)))

@@ -31,6 +31,7 @@ def test_loader_samples_go_through_align(synth_dataset, balance):
     tf = AlignTransform(balance=balance, backend="reference" if balance is None else None)
     aligned = ShardDataset(synth_dataset, kind="image", reference="first", seed=3, transform=tf)
     assert len(plain) == len(aligned) > 0
+    moved = 0
     for i in range(0, len(plain), max(1, len(plain) // 3)):
         a, b = plain[i], aligned[i]
         assert b["image"].shape == (3, 448, 448) and b["image"].dtype == torch.float32
@@ -52,8 +53,10 @@ def test_loader_samples_go_through_align(synth_dataset, balance):
         j0 = _n(a["mano"]["joints"])[0] @ R0  # hand-frame joints (row vectors)
         j1 = _n(b["mano"]["joints"])[0] @ R1
         np.testing.assert_allclose(j0, j1, atol=1e-5)
+        moved += b["align"]["scale"] != 1.0 or b["align"]["angle"] != 0.0
         if balance is None:  # alignment alone changes no 3D quantity, so the features are identical
             torch.testing.assert_close(a["features"], b["features"])
+    assert moved > 0 if balance is not None else moved == 0
 
 
 def test_balance_report_on_a_dataset(synth_dataset, tmp_path, capsys):

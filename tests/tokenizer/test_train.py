@@ -162,7 +162,7 @@ def test_cli(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["tokenizer", "train", "--help"])
     assert "--resume" in capsys.readouterr().out
-    assert main(["tokenizer", "eval", str(trained.out_dir), "--clips", "1"]) == 0
+    assert main(["tokenizer", "eval", str(trained.out_dir), "--episodes", "1"]) == 0
     out = capsys.readouterr().out
     assert "MPJPE (mm)" in out and "synthetic held-out" in out
     assert main(["tokenizer", "eval", str(tmp_path / "missing")]) == 2
