@@ -7,9 +7,10 @@ L-layer residual VQ (paper eq. 3-4):
     r_0 = x_g;  c_l = argmin_k ||r_l - C[g, l, k]||^2;  r_{l+1} = r_l - C[g, l, c_l];
     q_g = sum_l C[g, l, c_l]
 
-The code search (encode -> indices) is the single function ``quantize_indices``; training uses it
-too and only adds the EMA statistics on top, so a faster kernel (``beingh0.ops.grq.grq_encode``)
-replaces the search everywhere at once.
+The code search (encode -> indices) is the single function ``quantize_indices``, which runs the
+fused ``beingh0.ops.grq.grq_encode`` op (C++ on CPU, CUDA/Triton on GPU, never an N x K distance
+matrix); training uses it too and only adds the EMA statistics, k-means init and restart on top
+(in torch: per step they cost O(N G L Dg), against the search's O(N G L K Dg)).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import math
 
 import torch
 from torch import nn
+
+from ..ops.grq import grq_encode
 
 __all__ = ["quantize_indices", "lookup_codes", "code_stats", "GroupedResidualVQ"]
 
@@ -37,27 +40,16 @@ def _check_quantize_args(x, codebooks) -> None:
         raise ValueError(f"codebooks must be non-empty, got shape {tuple(codebooks.shape)}")
 
 
-def quantize_indices(x: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
+def quantize_indices(x: torch.Tensor, codebooks: torch.Tensor, backend=None) -> torch.Tensor:
     """Grouped residual VQ code search: x (N, G*Dg), codebooks (G, L, K, Dg) -> codes (N, G, L) int64.
 
-    Nearest code by squared L2 distance ||r||^2 - 2 r.c + ||c||^2 (ties go to the lowest index),
-    then the chosen code is subtracted from the residual before the next layer. No gradient flows.
-    Plain torch for now; ``beingh0.ops.grq.grq_encode`` (same shapes) is its fused replacement.
+    Nearest code by squared L2 distance (ties go to the lowest index), then the chosen code is
+    subtracted from the residual before the next layer. No gradient flows. Runs the fused
+    ``beingh0.ops.grq.grq_encode`` kernel for the device (C++ on CPU, CUDA/Triton on GPU; float64
+    inputs use its plain-torch reference); ``backend`` (or ``$BEINGH0_BACKEND``) forces one.
     """
     _check_quantize_args(x, codebooks)
-    G, L, K, Dg = codebooks.shape
-    N = x.shape[0]
-    with torch.no_grad():
-        r = x.reshape(N, G, Dg).transpose(0, 1).contiguous()           # (G, N, Dg)
-        c2 = (codebooks * codebooks).sum(-1)                            # (G, L, K)
-        codes = torch.empty(G, N, L, dtype=torch.int64, device=x.device)
-        for layer in range(L):
-            cb = codebooks[:, layer]                                    # (G, K, Dg)
-            d = (r * r).sum(-1, keepdim=True) - 2.0 * torch.bmm(r, cb.transpose(1, 2)) + c2[:, layer, None, :]
-            idx = d.argmin(-1)                                          # (G, N): first minimum = lowest index
-            codes[:, :, layer] = idx
-            r = r - torch.gather(cb, 1, idx[..., None].expand(G, N, Dg))
-        return codes.permute(1, 0, 2).contiguous()
+    return grq_encode(x.detach(), codebooks.detach(), backend=backend).codes
 
 
 def lookup_codes(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:

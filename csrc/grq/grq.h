@@ -1,0 +1,45 @@
+// Raw-pointer launchers of grq_encode (no torch, no pybind11 here). Spec: beingh0/ops/grq.py (the
+// plain-torch reference); ABI: csrc/README.md, "Op family grq".
+//
+// For each input vector n and channel group g, an L-layer residual code search:
+//
+//   r = x[n, g*Dg : (g+1)*Dg]  (in float32)
+//   for l in 0..L-1:  c = argmin_k ( ||C[g,l,k]||^2 - 2 <r, C[g,l,k]> )   (ties: lowest k)
+//                     codes[n, g, l] = c;  q += C[g,l,c];  r -= C[g,l,c]
+//
+// ||r||^2 is the same for every k and is left out of the comparison. Nothing of size N x K is ever
+// stored: the kernels keep a tile of residuals on chip and stream the codebook past it.
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace bh0 {
+namespace grq {
+
+using ::bh0::Status;
+
+struct GrqArgs {
+  const void* x = nullptr;     // (N, G*Dg) in x_dtype (kF32, kF16 or kBF16 of common/status.h);
+                               // row n starts at x + n * x_stride (elements), channels contiguous
+  int64_t N = 0, G = 0, L = 0, K = 0, Dg = 0;
+  int64_t x_stride = 0;        // elements between rows, >= G*Dg
+  int x_dtype = kF32;
+  const float* codebooks = nullptr;  // (G, L, K, Dg) float32, C-contiguous
+  const float* code_norms = nullptr; // (G, L, K) float32: ||C[g,l,k]||^2 (computed by the caller so
+                                     // that every backend compares the same numbers)
+  int64_t* codes = nullptr;    // (N, G, L) int64, C-contiguous
+  float* quantized = nullptr;  // (N, G*Dg) float32, C-contiguous, or nullptr: not written
+};
+
+// Shape/pointer/code checks shared by the CPU and CUDA launchers (host only; in grq_cpu.cpp).
+Status validate(const char* op, const GrqArgs& a);
+
+Status grq_encode_cpu(const GrqArgs& a);
+// CUDA (grq_cuda.cu; linked only with BEINGH0_HAVE_CUDA). Pointers are device memory; `stream` is a
+// cudaStream_t. Asynchronous on that stream.
+Status grq_encode_cuda(const GrqArgs& a, void* stream);
+
+}  // namespace grq
+}  // namespace bh0

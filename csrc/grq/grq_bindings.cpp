@@ -1,0 +1,71 @@
+// pybind11 exports of grq_encode (argument plumbing only; see csrc/README.md, "Op family grq").
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "common/binding.h"
+#include "grq/grq.h"
+
+namespace py = pybind11;
+using bh0::no_cuda;
+using bh0::ptr;
+using bh0::raise_if_failed;
+using bh0::grq::GrqArgs;
+
+namespace {
+
+GrqArgs make_args(uintptr_t x, int64_t N, int64_t G, int64_t L, int64_t K, int64_t Dg, int64_t x_stride, int x_dtype,
+                  uintptr_t codebooks, uintptr_t code_norms, uintptr_t codes, uintptr_t quantized) {
+  GrqArgs a;
+  a.x = ptr<const void*>(x);
+  a.N = N;
+  a.G = G;
+  a.L = L;
+  a.K = K;
+  a.Dg = Dg;
+  a.x_stride = x_stride;
+  a.x_dtype = x_dtype;
+  a.codebooks = ptr<const float*>(codebooks);
+  a.code_norms = ptr<const float*>(code_norms);
+  a.codes = ptr<int64_t*>(codes);
+  a.quantized = ptr<float*>(quantized);
+  return a;
+}
+
+#define BH0_GRQ_ARGS                                                                                          \
+  py::arg("x"), py::arg("N"), py::arg("G"), py::arg("L"), py::arg("K"), py::arg("Dg"), py::arg("x_stride"),   \
+      py::arg("x_dtype"), py::arg("codebooks"), py::arg("code_norms"), py::arg("codes"), py::arg("quantized")
+
+}  // namespace
+
+BH0_BINDINGS(grq) {
+  m.def(
+      "grq_encode_cpu",
+      [](uintptr_t x, int64_t N, int64_t G, int64_t L, int64_t K, int64_t Dg, int64_t x_stride, int x_dtype,
+         uintptr_t codebooks, uintptr_t code_norms, uintptr_t codes, uintptr_t quantized) {
+        GrqArgs a = make_args(x, N, G, L, K, Dg, x_stride, x_dtype, codebooks, code_norms, codes, quantized);
+        bh0::Status st;
+        {
+          py::gil_scoped_release nogil;
+          st = bh0::grq::grq_encode_cpu(a);
+        }
+        raise_if_failed(st);
+      },
+      BH0_GRQ_ARGS,
+      "grq_encode on CPU: x (N, G*Dg) -> codes (N, G, L) int64 and, unless quantized == 0, the (N, G*Dg) float32 sum "
+      "of the chosen codes.");
+
+  m.def(
+      "grq_encode_cuda",
+      [](uintptr_t x, int64_t N, int64_t G, int64_t L, int64_t K, int64_t Dg, int64_t x_stride, int x_dtype,
+         uintptr_t codebooks, uintptr_t code_norms, uintptr_t codes, uintptr_t quantized, uintptr_t stream) {
+#ifdef BEINGH0_HAVE_CUDA
+        GrqArgs a = make_args(x, N, G, L, K, Dg, x_stride, x_dtype, codebooks, code_norms, codes, quantized);
+        raise_if_failed(bh0::grq::grq_encode_cuda(a, ptr<void*>(stream)));
+#else
+        no_cuda("grq_encode_cuda");
+#endif
+      },
+      BH0_GRQ_ARGS, py::arg("stream"),
+      "grq_encode on CUDA (asynchronous on `stream`, a cudaStream_t as int); all pointers are device memory.");
+}
