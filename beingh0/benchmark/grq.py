@@ -73,7 +73,7 @@ def vqp_codes(model, x: torch.Tensor) -> torch.Tensor:
 def tokenizer_throughput(backend: str, device: str, windows: int = 256, repeats=None) -> dict:
     """Hand-seconds per second of the paper tokenizer's ``encode_windows`` with the quantizer on ``backend``."""
     from ..tokenizer.config import TokenizerConfig
-    from ..tokenizer.layout import WINDOW_PAD
+    from ..motion import WINDOW_PAD
     from ..tokenizer.model import MotionTokenizer
 
     torch.manual_seed(0)

@@ -83,3 +83,21 @@ def test_mano_fit_rejects_bad_file(tmp_path, capsys):
     np.save(bad, np.zeros((10, 20, 3)))
     assert main(["mano", "fit", str(bad), "--out", str(tmp_path / "o.npz"), "--quiet"]) == 2
     assert "(T, 21, 3)" in capsys.readouterr().err
+
+
+def test_bench_grq_small(tmp_path, capsys):
+    """The grq benchmark end to end at a toy size: records, codes equal to the anchor, tokenizer rate."""
+    pytest.importorskip("vector_quantize_pytorch")
+    path = tmp_path / "grq.json"
+    assert main(["bench", "grq", "--n", "300", "--repeats", "1", "--tokenizer-windows", "2", "--json", str(path)]) == 0
+    recs = json.loads(path.read_text())
+    keys = {"op", "impl", "device", "dtype", "shape", "median_ms", "p10_ms", "p90_ms", "peak_mem_mb",
+            "max_abs_err_vs_reference", "baseline", "speedup_vs_baseline"}
+    assert all(keys <= set(r) for r in recs)
+    enc = {r["impl"]: r for r in recs if r["op"] == "grq_encode"}
+    assert {"vector_quantize_pytorch", "reference", "cpp"} <= set(enc)
+    assert all(r["codes_equal_baseline"] == 1.0 for r in enc.values())
+    assert enc["cpp"]["max_abs_err_vs_reference"] < 1e-5 and enc["cpp"]["shape"] == [300, 2, 8, 512, 256]
+    tok = [r for r in recs if r["op"] == "tokenizer_encode"]
+    assert {r["impl"] for r in tok} == {"reference", "cpp"} and all(r["hand_seconds_per_s"] > 0 for r in tok)
+    assert "hand-seconds/s" in capsys.readouterr().out
