@@ -79,7 +79,10 @@ class AlignTransform:
         mean, std: normalisation of the output image ([0, 1] scale; default ImageNet, as InternVL).
         out_dtype: dtype of ``image``.
         fill: pixel value (0..255) of areas the source does not cover.
-        seed: seed of the transform's own generator (pass ``rng=`` per call for worker-specific streams).
+        seed: seed of the transform's own generator, used for samples without an ``rng_key`` (the
+            loader's samples carry one: their draws depend on (loader seed, epoch, sample) only, so a
+            resumed run or another worker count balances every sample the same way); ``rng=`` per call
+            overrides both.
     """
 
     def __init__(self, target: TargetCamera = OFFICIAL_TARGET, balance: BalanceConfig | None = None, *, sampler=None,
@@ -165,6 +168,8 @@ class AlignTransform:
         T, H, W, _ = frames.shape
         src = sample_intrinsics(sample, W, H)
         hands = self._hands(sample)
+        if rng is None and sample.get("rng_key") is not None:  # loader samples: draws tied to (seed, epoch, sample)
+            rng = np.random.default_rng([*map(int, sample["rng_key"]), 0xA119])
         d = self.draw([h for _, h in hands], sample.get("source"), rng) if params is None else None
         params = params if params is not None else d.params if d is not None else BalanceParams()
         al = align_matrix(src, self.target, balance=balance_affine(params, self.target.frame.K))

@@ -186,7 +186,10 @@ class ShardDataset(torch.utils.data.Dataset):
             entry = d["ref"].entry
             s = {"mano": mano, "mask": mask, "hand": side, "hand_id": s_id, "episode": entry["key"],
                  "source": entry["source"], "index": sid, "window_start": start, "t0": t0, "ref_index": ref_i,
-                 "text": text, "caption": caption}
+                 "text": text, "caption": caption,
+                 # per-sample randomness of transforms: a function of (seed, epoch, sample) only, so
+                 # a resumed or re-sharded run augments every sample exactly as the original run
+                 "rng_key": (int(self.seed) & 0xFFFFFFFF, int(epochs[j]), int(sid))}
             if self.kind == "image":
                 ep: Episode = d["episode"]
                 f = image_frame_index(start, ep.fps, ep.num_frames)

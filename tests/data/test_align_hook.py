@@ -59,6 +59,24 @@ def test_loader_samples_go_through_align(synth_dataset, balance):
     assert moved > 0 if balance is not None else moved == 0
 
 
+def test_balance_draws_depend_on_seed_epoch_and_sample_only(synth_dataset):
+    """A resumed run (fresh dataset and transform objects, another transform seed, any fetch order or
+    worker) balances every sample exactly as the original run did; another epoch draws anew."""
+    mk = lambda tseed: ShardDataset(synth_dataset, kind="image", reference="first", seed=3,
+                                    transform=AlignTransform(balance=BalanceConfig(), seed=tseed))
+    a, b = mk(0), mk(123)
+    n = len(a)
+    ids = [0, n - 1, 1]
+    first = [a[i]["align"] for i in ids]
+    again = [b[i]["align"] for i in reversed(ids)][::-1]           # other objects, other order
+    for x, y in zip(first, again):
+        assert (x["scale"], x["angle"]) == (y["scale"], y["angle"])
+        np.testing.assert_array_equal(x["dst_from_src"], y["dst_from_src"])
+    assert a[ids[0]]["rng_key"] == (3, 0, ids[0])
+    later = [a[n * 5 + i]["align"] for i in ids]                     # epoch 5: new draws
+    assert any((x["scale"], x["angle"]) != (y["scale"], y["angle"]) for x, y in zip(first, later))
+
+
 def test_balance_report_on_a_dataset(synth_dataset, tmp_path, capsys):
     from beingh0.cli.main import main
 
