@@ -53,6 +53,7 @@
 #include <string>
 #include <utility>
 
+#include "common/cuda_check.cuh"
 #include "grq/grq.h"
 
 namespace bh0 {
@@ -231,38 +232,6 @@ __global__ void __launch_bounds__(kThreads, 2)
       quantized[(row0 + m) * GD + static_cast<int64_t>(g) * Dg + d] = q;
     }
   }
-}
-
-Status cuda_error(const char* op, const char* what, cudaError_t e) {
-  return Status::runtime_error(std::string(op) + ": " + what + " failed: " + cudaGetErrorName(e) + " (" +
-                               cudaGetErrorString(e) + ")");
-}
-
-Status check_device_pointers(const char* op, std::initializer_list<std::pair<const void*, const char*>> ptrs) {
-  int dev = -1;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return cuda_error(op, "cudaGetDevice", e);
-  }
-  for (const auto& pn : ptrs) {
-    if (pn.first == nullptr) continue;
-    cudaPointerAttributes attr;
-    e = cudaPointerGetAttributes(&attr, pn.first);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      return Status::value_error(std::string(op) + ": argument " + pn.second + " is not a CUDA pointer (" +
-                                 cudaGetErrorString(e) + ")");
-    }
-    if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
-      return Status::value_error(std::string(op) + ": argument " + pn.second +
-                                 " is not device memory; move the tensor to the GPU");
-    if (attr.device != dev)
-      return Status::value_error(std::string(op) + ": argument " + pn.second + " lives on cuda:" +
-                                 std::to_string(attr.device) + " but the current device is cuda:" +
-                                 std::to_string(dev) + "; call under torch.cuda.device(tensor.device)");
-  }
-  return {};
 }
 
 // Dynamic shared memory of one block (see the header comment).

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <string>
 
+#include "common/cuda_check.cuh"
 #include "mano/mano.h"
 #include "mano/mano_math.h"
 namespace bh0 {
@@ -100,39 +101,6 @@ __global__ void __launch_bounds__(128) sample_kernel(Params<In, T> P, T* __restr
 }
 
 // ---------------------------------------------------------------- host side
-
-inline Status cuda_error(const char* op, const char* what, cudaError_t e) {
-  return Status::runtime_error(std::string(op) + ": " + what + " failed: " + cudaGetErrorName(e) + " (" +
-                               cudaGetErrorString(e) + ")");
-}
-
-// Every non-null pointer must be device (or managed) memory of the current device.
-inline Status check_device_pointers(const char* op, std::initializer_list<std::pair<const void*, const char*>> ptrs) {
-  int dev = -1;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return cuda_error(op, "cudaGetDevice", e);
-  }
-  for (const auto& pn : ptrs) {
-    if (pn.first == nullptr) continue;
-    cudaPointerAttributes attr;
-    e = cudaPointerGetAttributes(&attr, pn.first);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      return Status::value_error(std::string(op) + ": argument " + pn.second + " is not a CUDA pointer (" +
-                                 cudaGetErrorString(e) + ")");
-    }
-    if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
-      return Status::value_error(std::string(op) + ": argument " + pn.second +
-                                 " is not device memory; move the tensor to the GPU");
-    if (attr.device != dev)
-      return Status::value_error(std::string(op) + ": argument " + pn.second + " lives on cuda:" +
-                                 std::to_string(attr.device) + " but the current device is cuda:" +
-                                 std::to_string(dev) + "; call under torch.cuda.device(tensor.device)");
-  }
-  return {};
-}
 
 template <class In, class T>
 Params<In, T> make_params(const ManoArgs& a) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <type_traits>
 
+#include "common/cuda_check.cuh"
 #include "warp/warp.h"
 
 namespace bh0 {
@@ -85,38 +86,6 @@ __global__ void __launch_bounds__(kThreads) warp_kernel(const uint8_t* __restric
       }
     }
   }
-}
-
-Status cuda_error(const char* op, const char* what, cudaError_t e) {
-  return Status::runtime_error(std::string(op) + ": " + what + " failed: " + cudaGetErrorName(e) + " (" +
-                               cudaGetErrorString(e) + ")");
-}
-
-Status check_device_pointers(const char* op, std::initializer_list<std::pair<const void*, const char*>> ptrs) {
-  int dev = -1;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return cuda_error(op, "cudaGetDevice", e);
-  }
-  for (const auto& pn : ptrs) {
-    if (pn.first == nullptr) continue;
-    cudaPointerAttributes attr;
-    e = cudaPointerGetAttributes(&attr, pn.first);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      return Status::value_error(std::string(op) + ": argument " + pn.second + " is not a CUDA pointer (" +
-                                 cudaGetErrorString(e) + ")");
-    }
-    if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
-      return Status::value_error(std::string(op) + ": argument " + pn.second +
-                                 " is not device memory; move the tensor to the GPU");
-    if (attr.device != dev)
-      return Status::value_error(std::string(op) + ": argument " + pn.second + " lives on cuda:" +
-                                 std::to_string(attr.device) + " but the current device is cuda:" +
-                                 std::to_string(dev) + "; call under torch.cuda.device(tensor.device)");
-  }
-  return {};
 }
 
 template <int C, class OutT, int MODE, int DIST>
