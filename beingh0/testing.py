@@ -55,3 +55,23 @@ def random_pose(batch: int, seed: int = 0, dtype=torch.float64, mix: bool = True
         near_pi = (torch.pi - 1e-4 * torch.rand(axes.shape[0], 1, generator=g, dtype=torch.float64))
         pose[1::3] = (axes * near_pi).reshape(-1, 48)                        # angles near pi
     return pose.to(dtype)
+
+
+def backend_device(backend) -> str:
+    """The device a backend's tests run on: CUDA for the CUDA backend and for Triton when a GPU is
+    present (else Triton runs under its CPU interpreter), CPU otherwise."""
+    from .ops.backend import Backend
+
+    b = Backend(backend)
+    return "cuda" if b is Backend.CUDA or (b is Backend.TRITON and torch.cuda.is_available()) else "cpu"
+
+
+def skip_unless_available(backend) -> None:
+    """pytest.skip with the reason when ``backend`` cannot run on this machine."""
+    import pytest
+
+    from .ops.backend import Backend, is_available
+
+    ok, why = is_available(Backend(backend))
+    if not ok:
+        pytest.skip(f"{Backend(backend).value} backend unavailable: {why}")

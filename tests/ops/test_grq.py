@@ -6,19 +6,9 @@ import torch
 from beingh0.ops import Backend
 from beingh0.ops.backend import is_available
 from beingh0.ops.grq import code_norms, grq_encode, grq_encode_reference
-from beingh0.testing import assert_verbose_allclose
+from beingh0.testing import assert_verbose_allclose, backend_device, skip_unless_available
 
 KERNELS = [Backend.CPP, Backend.TRITON, Backend.CUDA]
-
-
-def _device(backend):
-    return "cuda" if backend is Backend.CUDA or (backend is Backend.TRITON and torch.cuda.is_available()) else "cpu"
-
-
-def _skip_unavailable(backend):
-    ok, why = is_available(backend)
-    if not ok:
-        pytest.skip(f"{backend.value} backend unavailable: {why}")
 
 
 def _problem(N, G, L, K, Dg, seed, structured=True):
@@ -60,7 +50,7 @@ def _margins(x, cb):
 
 
 def _check_backend(backend, x, cb, *, dtype=torch.float32, min_gap=1e-5, min_kept=1.0):
-    dev = _device(backend)
+    dev = backend_device(backend)
     got = grq_encode(x.to(dev, dtype), cb.to(dev, torch.float32), return_quantized=True, backend=backend)
     xr = x.to(dtype).double() if dtype != torch.float32 else x
     ref_codes, ref_q = grq_encode_reference(xr, cb.float().double(), return_quantized=True)
@@ -140,7 +130,7 @@ SHAPES = [  # N, G, L, K, Dg: odd sizes around the kernels' tile edges, and the 
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_kernels_match_reference(backend, shape):
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     x, cb = _problem(*shape, seed=sum(shape))
     _check_backend(backend, x, cb)
 
@@ -148,7 +138,7 @@ def test_kernels_match_reference(backend, shape):
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 def test_kernels_gaussian_inputs(backend):
     """Unstructured inputs: every row without a near-tie gets exactly the reference's codes."""
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     x, cb = _problem(150, 2, 4, 40, 24, seed=5, structured=False)
     _check_backend(backend, x, cb, min_gap=1e-4, min_kept=0.8)
 
@@ -156,7 +146,7 @@ def test_kernels_gaussian_inputs(backend):
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 def test_kernels_paper_configuration(backend):
     """The tokenizer's shape: 2 groups x 8 layers x 512 codes, 256 channels per group."""
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     N = 300
     x, cb = _problem(N, 2, 8, 512, 256, seed=6)
     _check_backend(backend, x, cb)
@@ -164,7 +154,7 @@ def test_kernels_paper_configuration(backend):
 
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 def test_kernels_tie_rule(backend):
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     x, cb = _problem(70, 2, 3, 40, 12, seed=7)
     cb[:, :, 31] = cb[:, :, 5]
     cb[:, :, 39] = cb[:, :, 5]
@@ -172,7 +162,7 @@ def test_kernels_tie_rule(backend):
     x = x.reshape(70, 2, 12)
     x[:20] = cb[:, 0, 5] + 0.0  # rows sitting exactly on the duplicated codes (zero residual after)
     x = x.reshape(70, 24)
-    dev = _device(backend)
+    dev = backend_device(backend)
     got = grq_encode(x.float().to(dev), cb.float().to(dev), backend=backend).codes.cpu()
     ref, _ = grq_encode_reference(x.float(), cb.float())
     for k in (31, 39, 30):
@@ -185,7 +175,7 @@ def test_kernels_tie_rule(backend):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_kernels_low_precision_inputs(backend, dtype):
     """bf16/fp16 x is read as is and searched in float32: codes of the reference on the rounded x."""
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     x, cb = _problem(45, 2, 4, 30, 20, seed=8)
     _check_backend(backend, x, cb, dtype=dtype)
 
@@ -193,8 +183,8 @@ def test_kernels_low_precision_inputs(backend, dtype):
 @pytest.mark.parametrize("backend", [Backend.REFERENCE] + KERNELS, ids=lambda b: b.value)
 def test_strided_and_batched_inputs(backend):
     """A column slice of a wider tensor (row stride > G*Dg) and leading batch dims."""
-    _skip_unavailable(backend)
-    dev = _device(backend)
+    skip_unless_available(backend)
+    dev = backend_device(backend)
     x, cb = _problem(30, 2, 3, 17, 10, seed=9)
     wide = torch.randn(30, 50, dtype=torch.float64)
     wide[:, 5:25] = x
@@ -210,8 +200,8 @@ def test_strided_and_batched_inputs(backend):
 
 @pytest.mark.parametrize("backend", [Backend.REFERENCE] + KERNELS, ids=lambda b: b.value)
 def test_empty_input(backend):
-    _skip_unavailable(backend)
-    dev = _device(backend)
+    skip_unless_available(backend)
+    dev = backend_device(backend)
     cb = torch.randn(2, 3, 5, 4, device=dev)
     out = grq_encode(torch.empty(0, 8, device=dev), cb, return_quantized=True, backend=backend)
     assert out.codes.shape == (0, 2, 3) and out.quantized.shape == (0, 8)
@@ -227,7 +217,7 @@ def test_auto_backend_and_float64():
 
 
 def test_under_torch_compile():
-    _skip_unavailable(Backend.CPP)
+    skip_unless_available(Backend.CPP)
     x, cb = _problem(33, 2, 3, 19, 8, seed=11)
     x, cb = x.float(), cb.float()
     f = torch.compile(lambda a, c: grq_encode(a, c, return_quantized=True, backend="cpp"), fullgraph=True, backend="eager")
@@ -243,7 +233,7 @@ def test_under_torch_compile():
 
 @pytest.mark.parametrize("backend", [Backend.REFERENCE, Backend.CPP], ids=lambda b: b.value)
 def test_bad_input(backend):
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     cb = torch.randn(2, 3, 5, 4)
     x = torch.randn(10, 8)
     with pytest.raises(ValueError, match=r"x must be \(\.\.\., G\*Dg\) = \(\.\.\., 8\)"):
@@ -273,7 +263,7 @@ def test_bad_input(backend):
 
 def test_cpp_launcher_validates_its_arguments():
     """The C++ entry point checks what the Python side promises (a direct caller of beingh0._C)."""
-    _skip_unavailable(Backend.CPP)
+    skip_unless_available(Backend.CPP)
     from beingh0.ops.backend import ext
 
     x = torch.randn(4, 8)

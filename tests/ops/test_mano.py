@@ -6,19 +6,9 @@ import torch
 from beingh0.mano.model import ManoModel, mirror_points, mirror_pose
 from beingh0.ops import Backend, ManoConstants, mano_forward, mano_joints
 from beingh0.ops.backend import ENV_VAR, is_available, resolve
-from beingh0.testing import assert_verbose_allclose, random_mano_arrays, random_pose
+from beingh0.testing import assert_verbose_allclose, backend_device, random_mano_arrays, random_pose, skip_unless_available
 
 KERNELS = [Backend.CPP, Backend.TRITON, Backend.CUDA]
-
-
-def _device(backend):
-    return "cuda" if backend is Backend.CUDA or (backend is Backend.TRITON and torch.cuda.is_available()) else "cpu"
-
-
-def _skip_unavailable(backend):
-    ok, why = is_available(backend)
-    if not ok:
-        pytest.skip(f"{backend.value} backend unavailable: {why}")
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +38,8 @@ TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 5e-3, torch.bfl
 @pytest.mark.parametrize("shared", [True, False], ids=["shared_betas", "own_betas"])
 @pytest.mark.parametrize("trans_mode", [0, 1], ids=["wrist", "smplx"])
 def test_forward_matches_reference(arrays, backend, B, shared, trans_mode):
-    _skip_unavailable(backend)
-    dev = _device(backend)
+    skip_unless_available(backend)
+    dev = backend_device(backend)
     m = ManoModel(arrays)
     c64 = m.constants("cpu", torch.float64)
     dtypes = [torch.float32] + ([torch.float64] if backend is Backend.CPP else []) + \
@@ -70,8 +60,8 @@ def test_forward_matches_reference(arrays, backend, B, shared, trans_mode):
 @pytest.mark.parametrize("shared", [True, False], ids=["shared_betas", "own_betas"])
 @pytest.mark.parametrize("trans_mode", [0, 1], ids=["wrist", "smplx"])
 def test_backward_matches_reference(arrays, backend, shared, trans_mode):
-    _skip_unavailable(backend)
-    dev = _device(backend)
+    skip_unless_available(backend)
+    dev = backend_device(backend)
     m = ManoModel(arrays)
     B = 5
     for joints_only in (False, True):
@@ -94,7 +84,7 @@ def test_backward_matches_reference(arrays, backend, shared, trans_mode):
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared_betas", "own_betas"])
 def test_gradcheck_cpp(arrays, shared):
-    _skip_unavailable(Backend.CPP)
+    skip_unless_available(Backend.CPP)
     m = ManoModel(random_mano_arrays(seed=2, num_verts=40))  # small model keeps gradcheck quick
     c = ManoConstants.from_arrays(m.v_template, m.shapedirs, m.posedirs, m.J_regressor, m.weights, (3, 9, 17, 25, 39),
                                   dtype=torch.float64)
@@ -113,7 +103,7 @@ def test_gradcheck_reference(arrays):
 
 
 def test_opcheck(arrays):
-    _skip_unavailable(Backend.CPP)
+    skip_unless_available(Backend.CPP)
     m = ManoModel(arrays)
     c = m.constants("cpu", torch.float32)
     betas, pose, trans = [t.requires_grad_() for t in _inputs(4, True, seed=2, dtype=torch.float32)]
@@ -125,7 +115,7 @@ def test_opcheck(arrays):
 
 
 def test_compile_with_kernels(arrays):
-    _skip_unavailable(Backend.CPP)
+    skip_unless_available(Backend.CPP)
     m = ManoModel(arrays)
     c = m.constants("cpu", torch.float32)
     betas, pose, trans = _inputs(3, True, seed=2, dtype=torch.float32)
@@ -181,7 +171,7 @@ def test_backend_selection(arrays, monkeypatch):
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 def test_bad_input_errors(arrays, backend):
     if backend == "cpp":
-        _skip_unavailable(Backend.CPP)
+        skip_unless_available(Backend.CPP)
     c = ManoModel(arrays).constants("cpu", torch.float32)
     betas, pose, trans = _inputs(4, True, seed=0, dtype=torch.float32)
     f = lambda **kw: mano_forward(**{"betas": betas, "pose": pose, "trans": trans, "constants": c, "backend": backend, **kw})
@@ -224,7 +214,7 @@ def test_bad_tip_ids(arrays):
 
 
 def test_cpp_rejects_half(arrays):
-    _skip_unavailable(Backend.CPP)
+    skip_unless_available(Backend.CPP)
     c = ManoModel(arrays).constants("cpu", torch.float16)
     b, p, t = _inputs(2, True, seed=0, dtype=torch.float16)
     with pytest.raises(TypeError, match="C\\+\\+ CPU kernels take float32 or float64"):
@@ -232,7 +222,7 @@ def test_cpp_rejects_half(arrays):
 
 
 def test_empty_batch(arrays):
-    _skip_unavailable(Backend.CPP)
+    skip_unless_available(Backend.CPP)
     c = ManoModel(arrays).constants("cpu", torch.float32)
     v, k = mano_forward(torch.zeros(1, 10), torch.zeros(0, 48), torch.zeros(0, 3), c, backend="cpp")
     assert v.shape == (0, 778, 3) and k.shape == (0, 21, 3)

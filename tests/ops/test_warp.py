@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from beingh0.ops import Backend
-from beingh0.ops.backend import is_available
 from beingh0.ops.warp import IMAGENET_MEAN, IMAGENET_STD, prepare, resize_matrix, source_coordinates, warp_align
-from beingh0.testing import assert_verbose_allclose
+from beingh0.testing import assert_verbose_allclose, backend_device, skip_unless_available
 
 cv2 = pytest.importorskip("cv2")
 
@@ -189,20 +188,10 @@ KERNELS = [Backend.CPP, Backend.TRITON, Backend.CUDA]
 TOL = {torch.float32: 1e-3, torch.float16: 4e-3, torch.bfloat16: 2.5e-2}
 
 
-def _device(backend):
-    return "cuda" if backend is Backend.CUDA or (backend is Backend.TRITON and torch.cuda.is_available()) else "cpu"
-
-
-def _skip_unavailable(backend):
-    ok, why = is_available(backend)
-    if not ok:
-        pytest.skip(f"{backend.value} backend unavailable: {why}")
-
-
 def _compare(backend, img, A, hw, *, out_dtype=torch.float32, mode="bilinear", K=None, D=None, dm="radtan", **kw):
     """Run ``backend`` and the float64 reference on the same input; tolerate differences only where the
     reference's sample point sits within 1e-4 px of a decision boundary (mask edge; nearest tie)."""
-    dev = _device(backend)
+    dev = backend_device(backend)
     common = dict(out_dtype=out_dtype, mode=mode, K_src=K, dist=D, dist_model=dm, **kw)
     got = warp_align(img.to(dev), A, hw, backend=backend, **common)
     ref_dtype = torch.float64 if out_dtype != torch.uint8 else torch.uint8
@@ -236,7 +225,7 @@ SIZES = [(1, 1), (7, 5), (33, 17), (48, 64)]
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 @pytest.mark.parametrize("kind", ["identity", "scale_up", "scale_down", "rotation", "out_of_frame", "random"])
 def test_kernels_match_reference(backend, kind):
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     for i, (H, W) in enumerate(SIZES):
         C = (3, 1, 4, 3)[i]
         h, w = (H, W) if kind == "identity" else ((29, 41) if i % 2 else (16, 9))
@@ -255,7 +244,7 @@ def test_kernels_match_reference(backend, kind):
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 def test_kernels_wide_rows(backend):
     """Rows of many interior pixels (the CPU's 16-pixel vector path) with borders in the same rows."""
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     for C, kind in ((3, "scale_down"), (1, "rotation"), (4, "random")):
         img = _images(2, 61, 123, C, seed=C)
         A = np.stack([_affine(kind, 61, 123, 50, 99, seed=s) for s in (C, C + 1)])
@@ -266,7 +255,7 @@ def test_kernels_wide_rows(backend):
 
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 def test_kernels_nearest(backend):
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     lab = _images(2, 33, 17, 1, seed=3)
     for kind in ("scale_up", "rotation", "random"):
         A = _affine(kind, 33, 17, 29, 41, seed=4)
@@ -274,7 +263,7 @@ def test_kernels_nearest(backend):
         _compare(backend, lab, A, (29, 41), mode="nearest", mean=[0.5], std=[0.2], fill=9)
     # exact half-pixel ties (2x downsampling samples at 2x + 0.5) round up in every backend
     A = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25], [0, 0, 1.0]])
-    got = warp_align(lab.to(_device(backend)), A, (16, 8), mode="nearest", out_dtype=torch.uint8, mean=None, std=None,
+    got = warp_align(lab.to(backend_device(backend)), A, (16, 8), mode="nearest", out_dtype=torch.uint8, mean=None, std=None,
                      backend=backend).image.cpu()
     assert torch.equal(got, lab[:, 1::2, 1::2][:, :16, :8].permute(0, 3, 1, 2))
 
@@ -282,7 +271,7 @@ def test_kernels_nearest(backend):
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 @pytest.mark.parametrize("dm", ["radtan", "fisheye"])
 def test_kernels_distortion(backend, dm):
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     rng = np.random.default_rng(7)
     H, W, h, w = 48, 64, 40, 56
     img = _images(2, H, W, 3, seed=8)
@@ -298,19 +287,19 @@ def test_kernels_distortion(backend, dm):
 
 @pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
 def test_kernels_strided_and_empty(backend):
-    _skip_unavailable(backend)
+    skip_unless_available(backend)
     big = _images(3, 20, 30, 3, seed=2)
     img = big[::2, 3:18, 4:25]  # batch and row strides that are not the packed ones
     A = _affine("random", 15, 21, 11, 13, seed=5)
     _compare(backend, img, A, (11, 13))
-    out = warp_align(img[:0].to(_device(backend)), np.zeros((0, 3, 3)), (4, 5), backend=backend)
+    out = warp_align(img[:0].to(backend_device(backend)), np.zeros((0, 3, 3)), (4, 5), backend=backend)
     assert out.image.shape == (0, 3, 4, 5) and out.mask.shape == (0, 4, 5)
-    out = warp_align(img.to(_device(backend)), A, (4, 5), backend=backend, return_mask=False)
+    out = warp_align(img.to(backend_device(backend)), A, (4, 5), backend=backend, return_mask=False)
     assert out.mask is None and torch.isfinite(out.image).all()
 
 
 def test_opcheck_and_compile():
-    _skip_unavailable(Backend.CPP)
+    skip_unless_available(Backend.CPP)
     from beingh0.ops.warp import _warp_align_op
 
     img = _images(2, 9, 7, 3, seed=1)
