@@ -95,7 +95,6 @@ def _time_loader(root, kind, workers, batch, seconds_min):
     loader = ResumableLoader(ds, batch_size=batch, num_workers=workers)
     it = iter(loader)
     n, warm = 0, None
-    t0 = time.perf_counter()
     epochs = 0
     while True:
         try:

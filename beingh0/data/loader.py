@@ -171,7 +171,7 @@ class ShardDataset(torch.utils.data.Dataset):
         epochs, sids = ids // N, ids % N
         us = [hash_uniform(self.seed, int(ep), [sid])[0] for ep, sid in zip(epochs.tolist(), sids.tolist())] \
             if len(set(epochs.tolist())) > 1 else hash_uniform(self.seed, int(epochs[0]), sids)
-        samples, masks = [], []
+        samples = []
         image_jobs: dict[int, list[int]] = {}
         for j, sid in enumerate(sids.tolist()):
             e, s_id, w = int(self.table["episode"][sid]), int(self.table["side"][sid]), int(self.table["window"][sid])

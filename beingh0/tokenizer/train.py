@@ -23,7 +23,7 @@ import torch
 
 from ..motion import NormStats
 from .config import TokenizerConfig
-from .data import MotionClip, PreparedClip, WindowSampler, clip_windows, prepare_clip
+from .data import PreparedClip, WindowSampler, clip_windows, prepare_clip
 from .io import load_tokenizer, save_tokenizer
 from .model import MotionTokenizer
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from beingh0.tokenizer import MotionTokenizer, TokenizerConfig, load_tokenizer, save_tokenizer
+from beingh0.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer
 from beingh0.tokenizer.evaluate import evaluate_clips, format_table, procrustes_align, real_clip
 from beingh0.tokenizer.synthetic import random_clips
 from beingh0.tokenizer.data import prepare_clip
