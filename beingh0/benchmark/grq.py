@@ -14,7 +14,8 @@ are compared too). FLOPs 2 N G L K Dg; bytes x + codes (+ codebook once).
 
 Also the tokenizer's end-to-end encode throughput in hand-seconds per second: the ``paper``
 tokenizer (part-level, D162, 128 tokens per hand-second; random weights, since speed does not depend
-on them) encoding batches of 1-second windows, with the quantizer on each backend.
+on them) encoding one 1-second window (a control step's latency) and a batch of them, with the
+quantizer on each backend (its codebooks prepared once, as in inference).
 """
 from __future__ import annotations
 
@@ -93,15 +94,20 @@ def tokenizer_throughput(backend: str, device: str, windows: int = 256, repeats=
 
 
 def run_grq_bench(device: str = "cpu", sizes=None, json_path=None, backends=None, repeats=None, threads=None,
-                  baseline_max_n: int | None = None, tokenizer_windows: int = 256, quiet: bool = False) -> list[dict]:
-    """Time grq_encode per backend, the reference and the anchor; one record per (impl, N).
+                  baseline_max_n: int | None = None, tokenizer_windows: int = 256, codes=None,
+                  quiet: bool = False) -> list[dict]:
+    """Time grq_encode per backend, the reference and the anchor; one record per (impl, N, K).
 
-    sizes default: 65,536 on CPU; 65,536, 262,144 and 1,048,576 on CUDA. ``baseline_max_n``: run the
+    sizes default: 65,536 on CPU; 65,536, 262,144 and 1,048,576 on CUDA, all with K = 512 codes.
+    ``codes``: further codebook sizes, run at the largest N (default: none on CPU; 2,048 and 8,192 on
+    CUDA, where the peak memory must not grow with K: no N x K matrix). ``baseline_max_n``: run the
     (slow, memory-hungry) anchor and reference only up to this N (default: all).
     """
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA GPU is visible to torch")
     sizes = sizes or ([65536] if device == "cpu" else [65536, 262144, 1048576])
+    codes = codes if codes is not None else ([] if device == "cpu" else [2048, 8192])
+    cases = [(N, K) for N in sizes] + [(max(sizes), k) for k in codes if k != K]
     if backends is None:
         cands = [Backend.CPP] if device == "cpu" else [Backend.CUDA, Backend.TRITON]
         backends = [b.value for b in cands if is_available(b)[0]]
@@ -113,10 +119,10 @@ def run_grq_bench(device: str = "cpu", sizes=None, json_path=None, backends=None
     records = []
     from tqdm.auto import tqdm
 
-    for N in tqdm(sizes, desc="grq bench", disable=quiet):
-        x, cb = make_inputs(N, device)
-        shape = [N, G, L, K, D // G]
-        flops = 2.0 * N * G * L * K * (D // G)
+    for N, nc in tqdm(cases, desc="grq bench", disable=quiet):
+        x, cb = make_inputs(N, device, codes=nc)
+        shape = [N, G, L, nc, D // G]
+        flops = 2.0 * N * G * L * nc * (D // G)
         nbytes = float(x.numel() * 4 + N * G * L * 8 + cb.numel() * 4)
         common = dict(op="grq_encode", device=device, dtype="float32", shape=shape, flops=flops, bytes=nbytes,
                       baseline="vector_quantize_pytorch", **meta)
@@ -150,21 +156,23 @@ def run_grq_bench(device: str = "cpu", sizes=None, json_path=None, backends=None
             if base_codes is not None:
                 rec["codes_equal_baseline"] = float((out.codes == base_codes).flatten(1).all(1).float().mean())
             records.append(rec)
-    for b in ["reference", *backends]:
-        t = tokenizer_throughput(b, device, windows=tokenizer_windows, repeats=repeats)
-        records.append(dict(op="tokenizer_encode", impl=b, device=device, dtype="float32",
-                            shape=[tokenizer_windows, 16, 162], **t, baseline="reference",
-                            max_abs_err_vs_reference=None, **meta))
-    ref_tok = next(r for r in records if r["op"] == "tokenizer_encode" and r["impl"] == "reference")
-    for r in records:
-        if r["op"] == "tokenizer_encode":
-            r["speedup_vs_baseline"] = ref_tok["median_ms"] / r["median_ms"]
+    # the tokenizer: one window (a control step's latency) and a batch (throughput)
+    for nw in sorted({1, tokenizer_windows}):
+        tok = []
+        for b in ["reference", *backends]:
+            t = tokenizer_throughput(b, device, windows=nw, repeats=repeats)
+            tok.append(dict(op="tokenizer_encode", impl=b, device=device, dtype="float32", shape=[nw, 16, 162], **t,
+                            baseline="reference", max_abs_err_vs_reference=None, **meta))
+        for r in tok:
+            r["speedup_vs_baseline"] = tok[0]["median_ms"] / r["median_ms"]
+        records += tok
     if not quiet:
         print(f"device: {meta['device_name']}, {n_threads} threads")
         print_table(records)
         for r in records:
             if r["op"] == "tokenizer_encode":
-                print(f"tokenizer encode ({r['impl']}): {r['hand_seconds_per_s']:.0f} hand-seconds/s")
+                print(f"tokenizer encode ({r['impl']}, {r['shape'][0]} windows per call): "
+                      f"{r['hand_seconds_per_s']:.0f} hand-seconds/s, {r['median_ms']:.2f} ms per call")
     if json_path:
         write_records(records, json_path)
     return records

@@ -6,7 +6,8 @@ def _bench_grq(a):
     from ..benchmark.grq import run_grq_bench
 
     run_grq_bench(device=a.device, sizes=a.n, json_path=a.json, backends=a.backends, repeats=a.repeats,
-                  threads=a.threads, baseline_max_n=a.baseline_max_n, tokenizer_windows=a.tokenizer_windows)
+                  threads=a.threads, baseline_max_n=a.baseline_max_n, tokenizer_windows=a.tokenizer_windows,
+                  codes=a.codes)
 
 
 def register(sub, bench) -> None:
@@ -18,6 +19,9 @@ def register(sub, bench) -> None:
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     s.add_argument("--n", type=int, nargs="+", default=None,
                    help="numbers of latent vectors (default: 65536 on cpu; 65536 262144 1048576 on cuda)")
+    s.add_argument("--codes", type=int, nargs="*", default=None,
+                   help="further codebook sizes K, run at the largest N (default: none on cpu; 2048 8192 on cuda, "
+                        "to show that peak memory does not grow with K)")
     s.add_argument("--backends", nargs="+", default=None, help="default: cpp on cpu; cuda, triton on cuda (those available)")
     s.add_argument("--threads", type=int, default=None, help="threads for ours and torch (default: OpenMP's)")
     s.add_argument("--baseline-max-n", type=int, default=None,

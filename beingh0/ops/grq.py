@@ -27,14 +27,15 @@ through the ``beingh0::grq_encode`` custom op (with a fake implementation for ``
 """
 from __future__ import annotations
 
+import math
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
-from .backend import Backend, ext, load_kernel_module, resolve
+from .backend import Backend, ext, is_available, load_kernel_module, resolve
 
-__all__ = ["GRQOutput", "grq_encode", "grq_encode_reference", "code_norms"]
+__all__ = ["GRQOutput", "GRQCodebooks", "grq_encode", "grq_encode_reference", "code_norms", "prepare_codebooks"]
 
 _POISON = os.environ.get("BEINGH0_POISON_OUTPUTS") == "1"
 _SUPPORTED = (Backend.REFERENCE, Backend.CPP, Backend.CUDA, Backend.TRITON)
@@ -49,34 +50,80 @@ class GRQOutput(NamedTuple):
     """(..., G*Dg) float32 (float64 for float64 x): the sum of the chosen codes; None unless asked for."""
 
 
+class GRQCodebooks(NamedTuple):
+    """Codebooks prepared once for many ``grq_encode`` calls (``prepare_codebooks``): inference with
+    fixed codebooks skips the float32 copy, the norms and the CPU kernel's packing on every call,
+    which dominate small batches (a few latent vectors per control step)."""
+
+    source: torch.Tensor
+    """The codebooks as given, (G, L, K, Dg); an in-place change after preparing is an error."""
+    codebooks: torch.Tensor
+    """float32, C-contiguous."""
+    norms: torch.Tensor
+    """(G, L, K) float32, ||C[g, l, k]||^2."""
+    packed: torch.Tensor | None
+    """CPU kernel layout (G, L, ceil(K / T), Dg, T), T = ``_C.grq_cpu_tile_codes()``; None off the CPU
+    or without the C++ backend."""
+    version: int
+    """``source._version`` when prepared."""
+
+
 def code_norms(codebooks: torch.Tensor) -> torch.Tensor:
     """||C[g, l, k]||^2, (G, L, K), in the codebooks' dtype."""
     return (codebooks * codebooks).sum(-1)
 
 
-def _check(op: str, x, codebooks, check_values: bool) -> None:
-    if not isinstance(x, torch.Tensor) or not isinstance(codebooks, torch.Tensor):
-        raise TypeError(f"{op}: x and codebooks must be torch.Tensors, got {type(x).__name__} and {type(codebooks).__name__}")
+def _check_codebooks(op: str, codebooks, check_values: bool) -> None:
+    if not isinstance(codebooks, torch.Tensor):
+        raise TypeError(f"{op}: codebooks must be a torch.Tensor (G, L, K, Dg), got {type(codebooks).__name__}")
     if codebooks.dim() != 4:
         raise ValueError(f"{op}: codebooks must be (G, L, K, Dg) = (groups, layers, codes, group dim), got shape "
                          f"{tuple(codebooks.shape)}")
-    G, L, K, Dg = codebooks.shape
-    if min(G, L, K, Dg) < 1:
+    if min(codebooks.shape) < 1:
         raise ValueError(f"{op}: codebooks must be non-empty, got shape {tuple(codebooks.shape)}")
+    if not codebooks.is_floating_point():
+        raise TypeError(f"{op}: codebooks must be floating point, got {codebooks.dtype}")
+    if check_values and not torch.compiler.is_compiling() and not bool(torch.isfinite(codebooks).all()):
+        raise ValueError(f"{op}: codebooks contain NaN or inf")
+
+
+def _pack_cpu(cb: torch.Tensor, tile: int) -> torch.Tensor:
+    """float32 (G, L, K, Dg) -> the CPU kernel's (G, L, ceil(K / tile), Dg, tile), codes past K zero."""
+    G, L, K, Dg = cb.shape
+    tiles = math.ceil(K / tile)
+    padded = cb.new_zeros(G, L, tiles * tile, Dg)
+    padded[:, :, :K] = cb
+    return padded.view(G, L, tiles, tile, Dg).transpose(3, 4).contiguous()
+
+
+def prepare_codebooks(codebooks: torch.Tensor, *, check: bool = True) -> GRQCodebooks:
+    """Prepare fixed codebooks once for many ``grq_encode(x, prepared)`` calls (float32 copy, norms and,
+    on the CPU, the C++ kernel's packed layout). Modifying ``codebooks`` in place afterwards makes
+    ``grq_encode`` raise: prepare again."""
+    _check_codebooks("prepare_codebooks", codebooks, check)
+    cb = codebooks.detach().to(torch.float32).contiguous()
+    packed = None
+    if cb.device.type == "cpu" and is_available(Backend.CPP)[0]:
+        packed = _pack_cpu(cb, ext().grq_cpu_tile_codes())
+    return GRQCodebooks(codebooks, cb, code_norms(cb).contiguous(), packed, codebooks._version)
+
+
+def _check(op: str, x, codebooks, check_values: bool, check_codebooks: bool = True) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: x must be a torch.Tensor (..., G*Dg), got {type(x).__name__}")
+    _check_codebooks(op, codebooks, check_values and check_codebooks)
+    G, L, K, Dg = codebooks.shape
     if x.dim() < 1 or x.shape[-1] != G * Dg:
         raise ValueError(f"{op}: x must be (..., G*Dg) = (..., {G * Dg}) for codebooks {tuple(codebooks.shape)}, got "
                          f"{tuple(x.shape)}")
-    if not x.is_floating_point() or not codebooks.is_floating_point():
+    if not x.is_floating_point():
         raise TypeError(f"{op}: x and codebooks must be floating point, got {x.dtype} and {codebooks.dtype}")
     if x.device != codebooks.device:
         raise ValueError(f"{op}: x is on {x.device} but codebooks on {codebooks.device}; move both to one device")
-    if check_values and not torch.compiler.is_compiling():
-        if x.numel() and not bool(torch.isfinite(x).all()):
-            bad = (~torch.isfinite(x.reshape(-1, G * Dg))).any(1).nonzero()[:5, 0].tolist()
-            raise ValueError(f"{op}: x contains NaN or inf (rows {bad} of the flattened input); fix the encoder "
-                             "output (e.g. a diverged training step) before quantizing")
-        if not bool(torch.isfinite(codebooks).all()):
-            raise ValueError(f"{op}: codebooks contain NaN or inf")
+    if check_values and not torch.compiler.is_compiling() and x.numel() and not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x.reshape(-1, G * Dg))).any(1).nonzero()[:5, 0].tolist()
+        raise ValueError(f"{op}: x contains NaN or inf (rows {bad} of the flattened input); fix the encoder "
+                         "output (e.g. a diverged training step) before quantizing")
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +164,8 @@ def grq_encode_reference(x: torch.Tensor, codebooks: torch.Tensor, return_quanti
 # kernel backends and the custom op
 
 
-def _kernel(backend: Backend, x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor, return_quantized: bool):
+def _kernel(backend: Backend, x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor, return_quantized: bool,
+            packed: torch.Tensor | None = None):
     N = x.shape[0]
     G, L, K, Dg = codebooks.shape
     dev = x.device
@@ -137,7 +185,7 @@ def _kernel(backend: Backend, x: torch.Tensor, codebooks: torch.Tensor, norms: t
     args = [x.data_ptr(), N, G, L, K, Dg, x.stride(0), _X_CODES[x.dtype], codebooks.data_ptr(), norms.data_ptr(),
             codes.data_ptr(), quant.data_ptr() if return_quantized else 0]
     if backend is Backend.CPP:
-        ext().grq_encode_cpu(*args)
+        ext().grq_encode_cpu(*args, packed.data_ptr() if packed is not None else 0)
     else:
         with torch.cuda.device(dev):
             ext().grq_encode_cuda(*args, torch.cuda.current_stream(dev).cuda_stream)
@@ -146,13 +194,14 @@ def _kernel(backend: Backend, x: torch.Tensor, codebooks: torch.Tensor, norms: t
 
 @torch.library.custom_op("beingh0::grq_encode", mutates_args=())
 def _grq_encode_op(x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor, return_quantized: bool,
-                   backend: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (N, G*Dg) float32/bf16/fp16, codebooks (G, L, K, Dg) float32, norms (G, L, K) float32."""
-    return _kernel(Backend(backend), x, codebooks, norms, return_quantized)
+                   backend: str, packed: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, G*Dg) float32/bf16/fp16, codebooks (G, L, K, Dg) float32, norms (G, L, K) float32,
+    packed: the CPU kernel's layout of the codebooks or None."""
+    return _kernel(Backend(backend), x, codebooks, norms, return_quantized, packed)
 
 
 @_grq_encode_op.register_fake
-def _(x, codebooks, norms, return_quantized, backend):
+def _(x, codebooks, norms, return_quantized, backend, packed=None):
     G, L, K, Dg = codebooks.shape
     N = x.shape[0]
     return (x.new_empty((N, G, L), dtype=torch.int64),
@@ -169,7 +218,8 @@ def grq_encode(x: torch.Tensor, codebooks: torch.Tensor, *, return_quantized: bo
 
     Args:
         x: (..., G*Dg) float32, bfloat16 or float16 (float64: reference backend only; AUTO picks it).
-        codebooks: (G, L, K, Dg) floating point, on x's device (used in float32 by the kernels).
+        codebooks: (G, L, K, Dg) floating point, on x's device (used in float32 by the kernels), or
+            a ``GRQCodebooks`` from ``prepare_codebooks`` (fixed codebooks, many calls).
         return_quantized: also return the sum of the chosen codes, (..., G*Dg).
         backend: None (``$BEINGH0_BACKEND`` or auto), or a ``Backend``/its name.
         check: also reject NaN/inf in x and the codebooks (shapes, dtypes and devices are always
@@ -179,7 +229,13 @@ def grq_encode(x: torch.Tensor, codebooks: torch.Tensor, *, return_quantized: bo
         ``GRQOutput(codes (..., G, L) int64, quantized (..., G*Dg) or None)``.
     """
     op = "grq_encode"
-    _check(op, x, codebooks, check)
+    prepared = codebooks if isinstance(codebooks, GRQCodebooks) else None
+    if prepared is not None:
+        codebooks = prepared.source
+        if not torch.compiler.is_compiling() and codebooks._version != prepared.version:
+            raise ValueError(f"{op}: the codebooks were modified in place after prepare_codebooks (version "
+                             f"{prepared.version} -> {codebooks._version}); call prepare_codebooks again")
+    _check(op, x, codebooks, check, check_codebooks=prepared is None)
     G, L, K, Dg = codebooks.shape
     lead = x.shape[:-1]
     flat = x.reshape(-1, G * Dg)
@@ -198,13 +254,16 @@ def grq_encode(x: torch.Tensor, codebooks: torch.Tensor, *, return_quantized: bo
     else:
         if b is Backend.CPP and x.device.type != "cpu":
             raise ValueError(f"{op}: the C++ backend takes CPU tensors, got {x.device}")
-        cb = codebooks.detach().to(torch.float32).contiguous()
-        norms = code_norms(cb).contiguous()
+        if prepared is not None:
+            cb, norms, packed = prepared.codebooks, prepared.norms, prepared.packed if b is Backend.CPP else None
+        else:
+            cb = codebooks.detach().to(torch.float32).contiguous()
+            norms, packed = code_norms(cb).contiguous(), None
         flat = flat.detach()
         if torch.compiler.is_compiling():
-            codes, quant = _grq_encode_op(flat, cb, norms, return_quantized, b.value)
+            codes, quant = _grq_encode_op(flat, cb, norms, return_quantized, b.value, packed)
         else:  # eager: skip the custom-op dispatcher (nothing to record for autograd)
-            codes, quant = _kernel(b, flat, cb, norms, return_quantized)
+            codes, quant = _kernel(b, flat, cb, norms, return_quantized, packed)
     codes = codes.reshape(*lead, G, L)
     quant = quant.reshape(*lead, G * Dg) if return_quantized else None
     return GRQOutput(codes, quant)

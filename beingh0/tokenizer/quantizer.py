@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from ..ops.grq import grq_encode
+from ..ops.grq import GRQCodebooks, grq_encode, prepare_codebooks
 
 __all__ = ["quantize_indices", "lookup_codes", "code_stats", "GroupedResidualVQ"]
 
@@ -127,9 +127,20 @@ class GroupedResidualVQ(nn.Module):
     def dim(self) -> int:
         return self.groups * self.group_dim
 
+    def prepared(self) -> GRQCodebooks:
+        """The codebooks prepared for ``grq_encode`` (float32 copy, norms, CPU packing), cached until
+        they change (training updates them in place, ``.to()`` replaces them)."""
+        p = getattr(self, "_prepared", None)
+        if p is None or p.source is not self.codebooks or p.version != self.codebooks._version:
+            p = prepare_codebooks(self.codebooks)
+            self._prepared = p
+        return p
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, G*Dg) -> codes (N, G, L) int64 (the inference path)."""
-        return quantize_indices(x, self.codebooks.to(x.dtype))
+        """(N, G*Dg) -> codes (N, G, L) int64 (the inference path; codebooks prepared once)."""
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"quantizer input must be (N, {self.dim}), got {tuple(x.shape)}")
+        return grq_encode(x.detach(), self.prepared()).codes
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (N, G, L) -> quantized latents (N, G*Dg)."""
@@ -204,7 +215,7 @@ class GroupedResidualVQ(nn.Module):
         if self.training and not bool(self.initialized):
             self._init_kmeans(x.detach())
         xd = x.detach()
-        codes = quantize_indices(xd, self.codebooks.to(x.dtype))
+        codes = quantize_indices(xd, self.codebooks.to(x.dtype)) if self.training else self.encode(xd)
         per_layer = lookup_codes(codes, self.codebooks.to(x.dtype))      # (N, G, L, Dg)
         q = per_layer.sum(2).reshape_as(x)
         if self.training:

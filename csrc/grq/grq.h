@@ -31,7 +31,14 @@ struct GrqArgs {
                                      // that every backend compares the same numbers)
   int64_t* codes = nullptr;    // (N, G, L) int64, C-contiguous
   float* quantized = nullptr;  // (N, G*Dg) float32, C-contiguous, or nullptr: not written
+  // CPU only, optional: the codebooks already packed as the CPU kernel reads them, float32
+  // (G, L, ceil(K / T), Dg, T) with T = grq_cpu_tile_codes() and codes past K zero (see
+  // beingh0/ops/grq.py: prepare_codebooks). nullptr: the kernel packs them itself (every call).
+  const float* packed = nullptr;
 };
+
+// Codes per packed tile of the CPU kernel (2 x the SIMD width it was compiled for: 32 with AVX-512).
+int grq_cpu_tile_codes();
 
 // Shape/pointer/code checks shared by the CPU and CUDA launchers (host only; in grq_cpu.cpp).
 Status validate(const char* op, const GrqArgs& a);

@@ -42,8 +42,9 @@ BH0_BINDINGS(grq) {
   m.def(
       "grq_encode_cpu",
       [](uintptr_t x, int64_t N, int64_t G, int64_t L, int64_t K, int64_t Dg, int64_t x_stride, int x_dtype,
-         uintptr_t codebooks, uintptr_t code_norms, uintptr_t codes, uintptr_t quantized) {
+         uintptr_t codebooks, uintptr_t code_norms, uintptr_t codes, uintptr_t quantized, uintptr_t packed) {
         GrqArgs a = make_args(x, N, G, L, K, Dg, x_stride, x_dtype, codebooks, code_norms, codes, quantized);
+        a.packed = ptr<const float*>(packed);
         bh0::Status st;
         {
           py::gil_scoped_release nogil;
@@ -51,9 +52,12 @@ BH0_BINDINGS(grq) {
         }
         raise_if_failed(st);
       },
-      BH0_GRQ_ARGS,
+      BH0_GRQ_ARGS, py::arg("packed") = 0,
       "grq_encode on CPU: x (N, G*Dg) -> codes (N, G, L) int64 and, unless quantized == 0, the (N, G*Dg) float32 sum "
-      "of the chosen codes.");
+      "of the chosen codes. packed: the codebooks pre-packed (G, L, ceil(K/T), Dg, T), T = grq_cpu_tile_codes(), "
+      "or 0 (packed per call).");
+  m.def("grq_cpu_tile_codes", &bh0::grq::grq_cpu_tile_codes,
+        "Codes per packed codebook tile of the CPU kernel (2 x its SIMD width in floats).");
 
   m.def(
       "grq_encode_cuda",

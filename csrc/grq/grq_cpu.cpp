@@ -1,7 +1,9 @@
 // grq_encode on CPU: a register-blocked GEMM with the argmin fused into it.
 //
-// Work split: OpenMP over panels of kPanel input rows (dynamic schedule). A panel runs all G groups
-// and all L layers: its residuals (kPanel x Dg floats) stay in L1/L2 from the first layer to the last.
+// Work split: OpenMP over (panel of kPanel input rows, group) items (dynamic schedule). An item runs
+// all L layers: its residuals (kPanel x Dg floats) stay in L1/L2 from the first layer to the last.
+// The codebook is packed once per call (in parallel), or once for many calls by the caller
+// (``GrqArgs::packed``; beingh0.ops.grq.prepare_codebooks), which matters for small batches.
 //
 // Per (panel, group, layer) the code search is S = R C^T (kPanel x K) with the argmin taken on the
 // fly: the codebook of the layer is pre-packed into tiles of kNR codes, each tile contiguous as
@@ -124,12 +126,12 @@ inline vf vload(const float* p) {
 }
 
 // acc[i][v] = sum_d R[i, d] * B[d, v*kVW : (v+1)*kVW] for one packed tile B (Dg, kNR).
-inline void micro_tile(const float* __restrict R, int64_t Dg, const vf* __restrict B, vf acc[kMR][kNV]) {
+inline void micro_tile(const float* __restrict R, int64_t Dg, const float* __restrict B, vf acc[kMR][kNV]) {
   for (int i = 0; i < kMR; ++i)
     for (int v = 0; v < kNV; ++v) acc[i][v] = vf{};
   const float* r0 = R;
   for (int64_t d = 0; d < Dg; ++d) {
-    const vf b0 = B[d * kNV], b1 = B[d * kNV + 1];
+    const vf b0 = vload(B + d * kNR), b1 = vload(B + d * kNR + kVW);
 #pragma GCC unroll 6
     for (int i = 0; i < kMR; ++i) {
       const float s = r0[i * Dg + d];
@@ -141,28 +143,38 @@ inline void micro_tile(const float* __restrict R, int64_t Dg, const vf* __restri
 
 }  // namespace
 
+int grq_cpu_tile_codes() { return kNR; }
+
 Status grq_encode_cpu(const GrqArgs& a) {
   Status st = validate("grq_encode_cpu", a);
   if (!st.ok() || a.N == 0) return st;
   const int64_t G = a.G, L = a.L, K = a.K, Dg = a.Dg;
   const int64_t tiles = (K + kNR - 1) / kNR, Kp = tiles * kNR;
 
-  // Pack every (g, l) codebook as `tiles` contiguous (Dg, kNR) blocks; padded codes are zero vectors
-  // with norm +inf. std::vector<vf> is aligned for vf (C++17 aligned new).
-  std::vector<vf> packed(static_cast<size_t>(G * L * tiles * Dg * kNV));
-  std::vector<float> norms(static_cast<size_t>(G * L * Kp), std::numeric_limits<float>::infinity());
-  for (int64_t gl = 0; gl < G * L; ++gl) {
-    const float* C = a.codebooks + gl * K * Dg;
-    float* P = reinterpret_cast<float*>(packed.data() + gl * tiles * Dg * kNV);
-    for (int64_t t = 0; t < tiles; ++t)
+  // Every (g, l) codebook as `tiles` contiguous (Dg, kNR) blocks, padded codes zero vectors with
+  // norm +inf: given by the caller (packed once for many calls), or packed here. std::vector<vf> is
+  // aligned for vf (C++17 aligned new); the caller's buffer is read with unaligned loads.
+  std::vector<vf> own;
+  const float* packed = a.packed;
+  if (!packed) {
+    own.resize(static_cast<size_t>(G * L * tiles * Dg * kNV));
+#pragma omp parallel for schedule(static)
+    for (int64_t glt = 0; glt < G * L * tiles; ++glt) {
+      const int64_t gl = glt / tiles, t = glt % tiles;
+      const float* C = a.codebooks + gl * K * Dg;
+      float* P = reinterpret_cast<float*>(own.data()) + glt * Dg * kNR;
       for (int64_t d = 0; d < Dg; ++d)
         for (int j = 0; j < kNR; ++j) {
           const int64_t k = t * kNR + j;
-          P[(t * Dg + d) * kNR + j] = k < K ? C[k * Dg + d] : 0.f;
+          P[d * kNR + j] = k < K ? C[k * Dg + d] : 0.f;
         }
-    std::memcpy(norms.data() + gl * Kp, a.code_norms + gl * K, sizeof(float) * K);
+    }
+    packed = reinterpret_cast<const float*>(own.data());
   }
+  std::vector<float> norms(static_cast<size_t>(G * L * Kp), std::numeric_limits<float>::infinity());
+  for (int64_t gl = 0; gl < G * L; ++gl) std::memcpy(norms.data() + gl * Kp, a.code_norms + gl * K, sizeof(float) * K);
 
+  // Work items: (panel of rows, group), so that small batches still use every thread.
   const int64_t panels = (a.N + kPanel - 1) / kPanel;
 #pragma omp parallel
   {
@@ -170,68 +182,67 @@ Status grq_encode_cpu(const GrqArgs& a) {
     alignas(64) float bestv[kPanel][kNR];
     alignas(64) int32_t bestk[kPanel][kNR];
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t pidx = 0; pidx < panels; ++pidx) {
+    for (int64_t item = 0; item < panels * G; ++item) {
+      const int64_t pidx = item / G, g = item % G;
       const int64_t n0 = pidx * kPanel, rows = std::min<int64_t>(kPanel, a.N - n0);
       const int64_t mrows = (rows + kMR - 1) / kMR * kMR;  // rows padded to whole micro-tiles
-      for (int64_t g = 0; g < G; ++g) {
-        for (int64_t i = 0; i < rows; ++i) load_row(a, n0 + i, g * Dg, R.data() + i * Dg);
-        std::fill(R.begin() + rows * Dg, R.begin() + mrows * Dg, 0.f);
-        if (a.quantized) std::fill(Q.begin(), Q.begin() + rows * Dg, 0.f);
-        for (int64_t l = 0; l < L; ++l) {
-          const int64_t gl = g * L + l;
-          const vf* P = packed.data() + gl * tiles * Dg * kNV;
-          const float* nrm = norms.data() + gl * Kp;
-          for (int64_t i = 0; i < mrows; ++i)
-            for (int j = 0; j < kNR; ++j) {
-              bestv[i][j] = std::numeric_limits<float>::infinity();
-              bestk[i][j] = 0;
-            }
-          for (int64_t t = 0; t < tiles; ++t) {
-            const vf* B = P + t * Dg * kNV;
-            vi kv[kNV];
-            for (int v = 0; v < kNV; ++v)
-              for (int j = 0; j < kVW; ++j) kv[v][j] = static_cast<int32_t>(t * kNR + v * kVW + j);
-            const vf n0v = vload(nrm + t * kNR), n1v = vload(nrm + t * kNR + kVW);
-            for (int64_t i0 = 0; i0 < mrows; i0 += kMR) {
-              vf acc[kMR][kNV];
-              micro_tile(R.data() + i0 * Dg, Dg, B, acc);
-              for (int i = 0; i < kMR; ++i) {
-                const vf s[kNV] = {n0v - 2.f * acc[i][0], n1v - 2.f * acc[i][1]};
-                for (int v = 0; v < kNV; ++v) {
-                  vf bv = vload(&bestv[i0 + i][v * kVW]);
-                  vi bk;
-                  std::memcpy(&bk, &bestk[i0 + i][v * kVW], sizeof(vi));
-                  const vi better = s[v] < bv;  // strict: an equal score later in k never replaces
-                  bv = better ? s[v] : bv;
-                  bk = better ? kv[v] : bk;
-                  std::memcpy(&bestv[i0 + i][v * kVW], &bv, sizeof(vf));
-                  std::memcpy(&bestk[i0 + i][v * kVW], &bk, sizeof(vi));
-                }
-              }
-            }
+      for (int64_t i = 0; i < rows; ++i) load_row(a, n0 + i, g * Dg, R.data() + i * Dg);
+      std::fill(R.begin() + rows * Dg, R.begin() + mrows * Dg, 0.f);
+      if (a.quantized) std::fill(Q.begin(), Q.begin() + rows * Dg, 0.f);
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t gl = g * L + l;
+        const float* P = packed + gl * tiles * Dg * kNR;
+        const float* nrm = norms.data() + gl * Kp;
+        for (int64_t i = 0; i < mrows; ++i)
+          for (int j = 0; j < kNR; ++j) {
+            bestv[i][j] = std::numeric_limits<float>::infinity();
+            bestk[i][j] = 0;
           }
-          for (int64_t i = 0; i < rows; ++i) {
-            float bs = bestv[i][0];
-            int32_t bk = bestk[i][0];
-            for (int j = 1; j < kNR; ++j)
-              if (bestv[i][j] < bs || (bestv[i][j] == bs && bestk[i][j] < bk)) {
-                bs = bestv[i][j];
-                bk = bestk[i][j];
+        for (int64_t t = 0; t < tiles; ++t) {
+          const float* B = P + t * Dg * kNR;
+          vi kv[kNV];
+          for (int v = 0; v < kNV; ++v)
+            for (int j = 0; j < kVW; ++j) kv[v][j] = static_cast<int32_t>(t * kNR + v * kVW + j);
+          const vf n0v = vload(nrm + t * kNR), n1v = vload(nrm + t * kNR + kVW);
+          for (int64_t i0 = 0; i0 < mrows; i0 += kMR) {
+            vf acc[kMR][kNV];
+            micro_tile(R.data() + i0 * Dg, Dg, B, acc);
+            for (int i = 0; i < kMR; ++i) {
+              const vf s[kNV] = {n0v - 2.f * acc[i][0], n1v - 2.f * acc[i][1]};
+              for (int v = 0; v < kNV; ++v) {
+                vf bv = vload(&bestv[i0 + i][v * kVW]);
+                vi bk;
+                std::memcpy(&bk, &bestk[i0 + i][v * kVW], sizeof(vi));
+                const vi better = s[v] < bv;  // strict: an equal score later in k never replaces
+                bv = better ? s[v] : bv;
+                bk = better ? kv[v] : bk;
+                std::memcpy(&bestv[i0 + i][v * kVW], &bv, sizeof(vf));
+                std::memcpy(&bestk[i0 + i][v * kVW], &bk, sizeof(vi));
               }
-            a.codes[((n0 + i) * G + g) * L + l] = bk;
-            const float* c = a.codebooks + (gl * K + bk) * Dg;
-            float* r = R.data() + i * Dg;
-            for (int64_t d = 0; d < Dg; ++d) r[d] -= c[d];
-            if (a.quantized) {
-              float* q = Q.data() + i * Dg;
-              for (int64_t d = 0; d < Dg; ++d) q[d] += c[d];
             }
           }
         }
-        if (a.quantized)
-          for (int64_t i = 0; i < rows; ++i)
-            std::memcpy(a.quantized + (n0 + i) * G * Dg + g * Dg, Q.data() + i * Dg, sizeof(float) * Dg);
+        for (int64_t i = 0; i < rows; ++i) {
+          float bs = bestv[i][0];
+          int32_t bk = bestk[i][0];
+          for (int j = 1; j < kNR; ++j)
+            if (bestv[i][j] < bs || (bestv[i][j] == bs && bestk[i][j] < bk)) {
+              bs = bestv[i][j];
+              bk = bestk[i][j];
+            }
+          a.codes[((n0 + i) * G + g) * L + l] = bk;
+          const float* c = a.codebooks + (gl * K + bk) * Dg;
+          float* r = R.data() + i * Dg;
+          for (int64_t d = 0; d < Dg; ++d) r[d] -= c[d];
+          if (a.quantized) {
+            float* q = Q.data() + i * Dg;
+            for (int64_t d = 0; d < Dg; ++d) q[d] += c[d];
+          }
+        }
       }
+      if (a.quantized)
+        for (int64_t i = 0; i < rows; ++i)
+          std::memcpy(a.quantized + (n0 + i) * G * Dg + g * Dg, Q.data() + i * Dg, sizeof(float) * Dg);
     }
   }
   return Status{};

@@ -100,4 +100,5 @@ def test_bench_grq_small(tmp_path, capsys):
     assert enc["cpp"]["max_abs_err_vs_reference"] < 1e-5 and enc["cpp"]["shape"] == [300, 2, 8, 512, 256]
     tok = [r for r in recs if r["op"] == "tokenizer_encode"]
     assert {r["impl"] for r in tok} == {"reference", "cpp"} and all(r["hand_seconds_per_s"] > 0 for r in tok)
+    assert {r["shape"][0] for r in tok} == {1, 2}
     assert "hand-seconds/s" in capsys.readouterr().out

@@ -5,7 +5,7 @@ import torch
 
 from beingh0.ops import Backend
 from beingh0.ops.backend import is_available
-from beingh0.ops.grq import code_norms, grq_encode, grq_encode_reference
+from beingh0.ops.grq import GRQCodebooks, code_norms, grq_encode, grq_encode_reference, prepare_codebooks
 from beingh0.testing import assert_verbose_allclose, backend_device, skip_unless_available
 
 KERNELS = [Backend.CPP, Backend.TRITON, Backend.CUDA]
@@ -207,6 +207,32 @@ def test_empty_input(backend):
     assert out.codes.shape == (0, 2, 3) and out.quantized.shape == (0, 8)
 
 
+@pytest.mark.parametrize("backend", [Backend.REFERENCE] + KERNELS, ids=lambda b: b.value)
+def test_prepared_codebooks(backend):
+    """prepare_codebooks once, encode many times: same codes and sums; an in-place change is an error."""
+    skip_unless_available(backend)
+    dev = backend_device(backend)
+    x, cb = _problem(77, 2, 5, 45, 20, seed=12)
+    cb = cb.float().to(dev)
+    p = prepare_codebooks(cb)
+    assert isinstance(p, GRQCodebooks) and p.norms.shape == (2, 5, 45)
+    if dev == "cpu" and backend is Backend.CPP:
+        from beingh0.ops.backend import ext
+
+        T = ext().grq_cpu_tile_codes()
+        assert p.packed.shape == (2, 5, -(-45 // T), 20, T)
+        assert torch.equal(p.packed[1, 3, 0, :, 2], cb[1, 3, 2]) and (p.packed[:, :, -1, :, 45 % T:] == 0).all()
+    for rows in (x[:3], x):
+        a = grq_encode(rows.float().to(dev), p, return_quantized=True, backend=backend)
+        b = grq_encode(rows.float().to(dev), cb, return_quantized=True, backend=backend)
+        assert torch.equal(a.codes, b.codes) and torch.equal(a.quantized, b.quantized)
+    cb.mul_(1.01)
+    with pytest.raises(ValueError, match="modified in place after prepare_codebooks"):
+        grq_encode(x.float().to(dev), p, backend=backend)
+    with pytest.raises(ValueError, match="codebooks contain NaN"):
+        prepare_codebooks(torch.full((1, 1, 2, 3), float("nan")))
+
+
 def test_auto_backend_and_float64():
     x, cb = _problem(20, 2, 2, 9, 4, seed=10)
     ref, _ = grq_encode_reference(x, cb)
@@ -221,10 +247,11 @@ def test_under_torch_compile():
     x, cb = _problem(33, 2, 3, 19, 8, seed=11)
     x, cb = x.float(), cb.float()
     f = torch.compile(lambda a, c: grq_encode(a, c, return_quantized=True, backend="cpp"), fullgraph=True, backend="eager")
-    codes, q = f(x, cb)
     ref, rq = grq_encode_reference(x, cb, return_quantized=True)
-    assert torch.equal(codes, ref)
-    torch.testing.assert_close(q, rq)
+    for c in (cb, prepare_codebooks(cb)):
+        codes, q = f(x, c)
+        assert torch.equal(codes, ref)
+        torch.testing.assert_close(q, rq)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +271,7 @@ def test_bad_input(backend):
         grq_encode(x[:, :0], cb[:, :, :, :0], backend=backend)
     with pytest.raises(TypeError, match="floating point"):
         grq_encode(x.long(), cb, backend=backend)
-    with pytest.raises(TypeError, match="must be torch.Tensors"):
+    with pytest.raises(TypeError, match=r"x must be a torch.Tensor \(\.\.\., G\*Dg\), got ndarray"):
         grq_encode(x.numpy(), cb, backend=backend)
     bad = x.clone()
     bad[3, 2] = float("nan")

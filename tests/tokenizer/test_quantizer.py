@@ -107,3 +107,21 @@ def test_code_stats():
     util, perp = code_stats(torch.tensor([[5, 5, 5, 5], [20, 0, 0, 0]]))
     torch.testing.assert_close(util, torch.tensor([1.0, 0.25], dtype=torch.float64))
     torch.testing.assert_close(perp, torch.tensor([4.0, 1.0], dtype=torch.float64))
+
+
+def test_inference_encode_reuses_prepared_codebooks_until_they_change():
+    q = GroupedResidualVQ(2, 3, 16, 4, kmeans_init=False).eval()
+    x = torch.randn(40, 8)
+    ref = quantize_indices(x, q.codebooks, backend="reference")
+    assert torch.equal(q.encode(x), ref)
+    p = q.prepared()
+    assert q.prepared() is p                               # cached
+    _, codes, _ = q(x)                                     # eval forward takes the same path
+    assert torch.equal(codes, ref)
+    q.train()
+    q(x)                                                   # a training step updates the codebooks in place
+    assert q.prepared() is not p
+    q.eval()
+    assert torch.equal(q.encode(x), quantize_indices(x, q.codebooks, backend="reference"))
+    q.load_state_dict({**q.state_dict(), "codebooks": torch.randn(2, 3, 16, 4)})
+    assert torch.equal(q.encode(x), quantize_indices(x, q.codebooks, backend="reference"))
