@@ -97,3 +97,23 @@ def print_table(records: list[dict]) -> None:
         err = r.get("max_abs_err_vs_reference")
         print(f"{r['op']:13s} {r['impl']:10s} {str(r['shape']):>18s} {r['median_ms']:10.3f} {r['p10_ms']:9.3f} "
               f"{r['p90_ms']:9.3f} {('%.2f' % sp) if sp else '-':>10s} {('%.1e' % err) if err is not None else '-':>9s}")
+
+
+def default_backends(device: str) -> list[str]:
+    """Our backends a benchmark times by default: C++ on the CPU; CUDA and Triton on a GPU (those available)."""
+    from ..ops.backend import Backend, is_available
+
+    cands = [Backend.CPP] if device == "cpu" else [Backend.CUDA, Backend.TRITON]
+    return [b.value for b in cands if is_available(b)[0]]
+
+
+def set_threads(threads: int | None) -> int:
+    """One thread count for our C++ kernels (OpenMP) and torch; default OpenMP's. Returns it."""
+    from ..ops.backend import Backend, ext, is_available
+
+    cpp = is_available(Backend.CPP)[0]
+    n = threads or (ext().num_threads() if cpp else torch.get_num_threads())
+    if cpp:
+        ext().set_num_threads(n)
+    torch.set_num_threads(n)
+    return n

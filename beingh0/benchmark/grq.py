@@ -23,9 +23,8 @@ import os
 
 import torch
 
-from ..ops.backend import Backend, ext, is_available
 from ..ops.grq import grq_encode, grq_encode_reference
-from .common import print_table, stamp, time_fn, write_records
+from .common import default_backends, set_threads, print_table, stamp, time_fn, write_records
 
 G, L, K, D = 2, 8, 512, 512
 
@@ -109,12 +108,8 @@ def run_grq_bench(device: str = "cpu", sizes=None, json_path=None, backends=None
     codes = codes if codes is not None else ([] if device == "cpu" else [2048, 8192])
     cases = [(N, K) for N in sizes] + [(max(sizes), k) for k in codes if k != K]
     if backends is None:
-        cands = [Backend.CPP] if device == "cpu" else [Backend.CUDA, Backend.TRITON]
-        backends = [b.value for b in cands if is_available(b)[0]]
-    n_threads = threads or (ext().num_threads() if is_available(Backend.CPP)[0] else torch.get_num_threads())
-    if is_available(Backend.CPP)[0]:
-        ext().set_num_threads(n_threads)
-    torch.set_num_threads(n_threads)
+        backends = default_backends(device)
+    n_threads = set_threads(threads)
     meta = {**stamp(device), "threads": n_threads}
     records = []
     from tqdm.auto import tqdm

@@ -22,9 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ops.backend import Backend, ext, is_available
 from ..ops.warp import IMAGENET_MEAN, IMAGENET_STD, prepare, resize_matrix, warp_align
-from .common import measured_bandwidth_gbs, print_table, stamp, time_fn, write_records
+from .common import default_backends, set_threads, measured_bandwidth_gbs, print_table, stamp, time_fn, write_records
 
 OUT_HW = (448, 448)
 #: Being-H0's target camera on 1920x1080 (105 deg horizontal FOV) and the release's default K_src
@@ -112,15 +111,11 @@ def run_warp_bench(device: str = "cpu", sizes=((1920, 1080), (3840, 2160)), batc
     if chain_max_batch is None:
         chain_max_batch = 8 if device == "cuda" else max(batches)
     if backends is None:
-        cands = [Backend.CPP] if device == "cpu" else [Backend.CUDA, Backend.TRITON]
-        backends = [b.value for b in cands if is_available(b)[0]]
+        backends = default_backends(device)
     import cv2
 
-    n_threads = threads or (ext().num_threads() if is_available(Backend.CPP)[0] else torch.get_num_threads())
-    if is_available(Backend.CPP)[0]:
-        ext().set_num_threads(n_threads)
+    n_threads = set_threads(threads)
     cv2.setNumThreads(n_threads)
-    torch.set_num_threads(n_threads)
     bw = measured_bandwidth_gbs(device)
     meta = stamp(device)
     meta["threads"] = n_threads
