@@ -102,3 +102,12 @@ def test_bench_grq_small(tmp_path, capsys):
     assert {r["impl"] for r in tok} == {"reference", "cpp"} and all(r["hand_seconds_per_s"] > 0 for r in tok)
     assert {r["shape"][0] for r in tok} == {1, 2}
     assert "hand-seconds/s" in capsys.readouterr().out
+
+
+def test_bench_warp_small(tmp_path):
+    pytest.importorskip("cv2")
+    path = tmp_path / "warp.json"
+    assert main(["bench", "warp", "--size", "64x48", "--batch", "1", "--repeats", "1", "--json", str(path)]) == 0
+    recs = {r["impl"]: r for r in json.loads(path.read_text())}
+    assert {"cv2_chain", "torch_grid_sample", "cpp"} <= set(recs)
+    assert recs["cpp"]["max_abs_err_vs_reference"] < 1e-3 and recs["cpp"]["threads"] >= 1
