@@ -33,7 +33,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .backend import Backend, ext, is_available, load_kernel_module, resolve
+from .backend import Backend, ext, is_available, load_kernel_module, requested, resolve
 
 __all__ = ["GRQOutput", "GRQCodebooks", "grq_encode", "grq_encode_reference", "code_norms", "prepare_codebooks"]
 
@@ -240,10 +240,10 @@ def grq_encode(x: torch.Tensor, codebooks: torch.Tensor, *, return_quantized: bo
     lead = x.shape[:-1]
     flat = x.reshape(-1, G * Dg)
     if x.dtype == torch.float64:
-        want = backend if backend is not None else os.environ.get("BEINGH0_BACKEND")
-        if want is not None and str(getattr(want, "value", want)).lower() not in ("auto", "reference"):
+        want = requested(backend)
+        if want not in (Backend.AUTO, Backend.REFERENCE):
             raise TypeError(f"{op}: float64 x runs only on backend='reference' (the kernels compute in float32); "
-                            f"pass x.float() to use backend={str(getattr(want, 'value', want))!r}")
+                            f"pass x.float() to use backend={want.value!r}")
         b = Backend.REFERENCE
     elif x.dtype not in _X_CODES:
         raise TypeError(f"{op}: x must be float32, bfloat16 or float16 (float64 with the reference), got {x.dtype}")

@@ -276,12 +276,7 @@ Status grq_encode_cuda(const GrqArgs& a, void* stream) {
   Status st = validate(op, a);
   if (!st.ok()) return st;
   if (a.N == 0) return {};
-  if (a.x_dtype != kF32 && a.x_dtype != kF16 && a.x_dtype != kBF16)
-    return Status::value_error(std::string(op) + ": x dtype code " + std::to_string(a.x_dtype) +
-                               " is not float32, float16 or bfloat16");
   if (a.G > 65535) return Status::value_error(std::string(op) + ": G = " + std::to_string(a.G) + " above 65535");
-  if (a.G < 1 || a.L < 1 || a.K < 1 || a.Dg < 1)  // validate() rejects these; the arithmetic below divides
-    return Status::value_error(std::string(op) + ": G, L, K and Dg must be >= 1");
   if (a.K > (INT_MAX - kBN) / a.Dg)  // 32-bit offsets within one layer's codebook
     return Status::value_error(std::string(op) + ": K*Dg = " + std::to_string(a.K) + "*" + std::to_string(a.Dg) +
                                " (one layer's codebook) above 2^31 - 129 is not supported");
