@@ -153,7 +153,7 @@ def transform_mano(global_orient, trans, params: BalanceParams):
     ``trans' = (R_z trans)_xy, s * z``; ``global_orient' = R_z * R(global_orient)``. hand_pose and
     betas do not change. numpy in -> numpy out, torch in -> torch out (dtype and device kept).
     """
-    from ..motion.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+    from ..core.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
     is_t = isinstance(global_orient, torch.Tensor)
     go = torch.as_tensor(np.asarray(global_orient.detach().cpu() if is_t else global_orient), dtype=torch.float64)

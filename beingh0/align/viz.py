@@ -77,7 +77,7 @@ def align_image(image: np.ndarray, src: Intrinsics, target: TargetCamera = OFFIC
 
 
 def _draw_points(ax, uv: np.ndarray) -> None:
-    from ..mano.constants import KEYPOINT_PARENTS
+    from ..core.constants import KEYPOINT_PARENTS
     from ..mano.render import FINGER_COLOURS, _finger_of
 
     if len(uv) == 21:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..mano.constants import NUM_KEYPOINTS, NUM_POSE_FEATS
+from ..core.constants import NUM_KEYPOINTS, NUM_POSE_FEATS
 from ..mano.model import ManoModel
 from ..ops.backend import Backend, is_available
 from ..ops.mano import mano_forward, mano_joints

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..motion.features import FeatureSpec
-from ..motion.rotations import matrix_to_axis_angle
+from ..core.rotations import matrix_to_axis_angle
 from ..motion.windows import FPS, REFERENCE_BACK_FRAMES, WINDOW_FRAMES, WINDOW_PAD, resample
 from .episode import SIDES, Episode, EpisodeFormatError
 
@@ -254,7 +254,7 @@ def _rot_cols01(r: np.ndarray) -> np.ndarray:
     """First two columns of the rotation matrices of axis-angle vectors r (..., 3) -> (..., 3, 2).
 
     R = cos(t) I + a [r]_x + b r r^T with a = sin(t)/t, b = (1 - cos t)/t^2 (series below t^2 = 1e-6),
-    the same matrix as ``beingh0.mano.lbs.rodrigues``; only columns 0 and 1 are formed because the
+    the same matrix as ``beingh0.core.lbs.rodrigues``; only columns 0 and 1 are formed because the
     6D representation needs no more. numpy, float32: no torch thread pool in the loader's hot path.
     """
     x, y, z = r[..., 0], r[..., 1], r[..., 2]
@@ -282,7 +282,7 @@ def _rotmat(r: np.ndarray) -> np.ndarray:
 
 
 def _sixd(cols01: np.ndarray) -> np.ndarray:
-    """(..., 3, 2) first two columns -> (..., 6) = concat(col0, col1) (``motion.rotations.matrix_to_6d``)."""
+    """(..., 3, 2) first two columns -> (..., 6) = concat(col0, col1) (``core.rotations.matrix_to_6d``)."""
     return np.concatenate([cols01[..., 0], cols01[..., 1]], -1)
 
 

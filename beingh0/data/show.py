@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..mano.constants import KEYPOINT_PARENTS
+from ..core.constants import KEYPOINT_PARENTS
 from .episode import Episode, load_episode
 
 #: BGR-free RGB colours per finger (wrist links, thumb, index, middle, ring, pinky) and per hand.

@@ -1,22 +1,13 @@
-"""The MANO hand layer: index tables, reference LBS, safe loading, the model module and fitting.
+"""The MANO hand layer: safe loading, the model module, fitting and rendering.
 
-Heavy submodules load lazily so ``beingh0.ops`` can import ``beingh0.mano.lbs`` without a cycle.
+Builds on ``beingh0.core`` (index tables, reference LBS, rotations) and ``beingh0.ops`` (kernels);
+the index tables are re-exported here as ``beingh0.mano.constants`` for convenience.
 """
-from . import constants, lbs  # noqa: F401  (no further imports: safe for beingh0.ops)
+from ..core import constants  # noqa: F401
+from .io import UnsafePickleError, load_mano_pickle, load_model_file, save_model
+from .model import ManoModel, ManoOutput, hand_model, mirror_points, mirror_pose
+from .embedded import generate_hand_model, write_mano_pickle
 
-_LAZY = {
-    "ManoModel": "model", "ManoOutput": "model", "mirror_pose": "model", "mirror_points": "model",
-    "load_model_file": "io", "load_mano_pickle": "io", "save_model": "io", "UnsafePickleError": "io",
-    "generate_hand_model": "embedded", "write_mano_pickle": "embedded",
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'beingh0.mano' has no attribute {name!r}")
-
-
-__all__ = list(_LAZY) + ["constants", "lbs"]
+__all__ = ["ManoModel", "ManoOutput", "hand_model", "mirror_pose", "mirror_points", "load_model_file",
+           "load_mano_pickle", "save_model", "UnsafePickleError", "generate_hand_model", "write_mano_pickle",
+           "constants"]

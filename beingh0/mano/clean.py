@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .constants import NUM_KEYPOINTS
+from ..core.constants import NUM_KEYPOINTS
 
 #: Palm keypoints used for the rigid initialisation and stage 1: wrist, index/middle/ring/pinky MCP.
 PALM = (0, 5, 9, 13, 17)

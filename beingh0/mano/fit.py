@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .constants import NUM_KEYPOINTS
+from ..core.constants import NUM_KEYPOINTS
 from .clean import (PALM, _as_numpy_keypoints, _as_valid, chirality_scores, detect_chirality_flips,  # noqa: F401
                     detect_swaps, interpolate_gaps, mirror_about_palm)
-from .lbs import rodrigues
+from ..core.rotations import rodrigues
 
 _MCP = ((-0.25, 0.25), (-0.35, 0.35), (-0.35, 1.9))
 _PIP = ((-0.25, 0.25), (-0.15, 0.15), (0.0, 2.0))

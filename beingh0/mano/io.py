@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import NUM_JOINTS, PARENTS
+from ..core.constants import NUM_JOINTS, PARENTS
 
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f",
                  "hands_components", "hands_mean")

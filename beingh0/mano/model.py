@@ -13,14 +13,16 @@ Parameter conventions (ENGINEERING.md section 3):
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..core.constants import KEYPOINT_ORDER, NUM_JOINTS, PARENTS, TIP_CONVENTIONS, TRANS_MODES
+from ..core.errors import UserFileError, UserValueError
 from ..ops.mano import ManoConstants, mano_forward, mano_joints
-from .constants import KEYPOINT_ORDER, NUM_JOINTS, PARENTS, TIP_CONVENTIONS, TRANS_MODES
 from .io import load_model_file
 
 
@@ -181,3 +183,38 @@ class ManoModel(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"side={self.side}, source={self.source}, use_pca={self.use_pca}, flat_hand_mean={self.flat_hand_mean}, "
                 f"trans_mode={self.trans_mode}, tips={self.tips}")
+
+
+#: File names looked for, in order, when :func:`hand_model` is given a folder.
+MODEL_FILE_NAMES = ("MANO_{SIDE}.pkl", "MANO_{SIDE}.npz", "MANO_{SIDE}.safetensors", "mano_{side}.npz",
+                    "mano_{side}.safetensors")
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_model(side: str, path: str | None) -> ManoModel:
+    if path is None:
+        return ManoModel.embedded(side)
+    p = Path(path)
+    if p.is_dir():
+        names = [n.format(SIDE=side.upper(), side=side) for n in MODEL_FILE_NAMES]
+        found = next((p / n for n in names if (p / n).is_file()), None)
+        if found is None:
+            raise UserFileError(f"hand-model folder {p} has none of {', '.join(names)}; put the MANO file for the "
+                                f"{side} hand there, or pass no folder to use the embedded hand")
+        p = found
+    elif not p.is_file():
+        raise UserFileError(f"hand model {p} does not exist; pass a MANO .pkl/.npz/.safetensors file or a folder "
+                            "holding MANO_RIGHT/MANO_LEFT files")
+    return ManoModel.from_file(p, side=side)
+
+
+def hand_model(side: str = "right", path=None) -> ManoModel:
+    """The one cached hand-model loader: the embedded hand for ``side``, or the MANO file ``path``
+    (a .pkl/.npz/.safetensors file, or a folder searched for :data:`MODEL_FILE_NAMES`).
+
+    Models are cached per (side, resolved path) and shared: treat them as read-only (``.to()``
+    returns the same module; copy it with ``copy.deepcopy`` before changing it).
+    """
+    if side not in ("left", "right"):
+        raise UserValueError(f"side must be 'left' or 'right', got {side!r}")
+    return _cached_model(side, None if path is None else str(Path(path).expanduser().resolve()))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import KEYPOINT_PARENTS
+from ..core.constants import KEYPOINT_PARENTS
 
 #: Skeleton colour per finger: wrist links / thumb / index / middle / ring / pinky.
 FINGER_COLOURS = ("#444444", "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd")

@@ -1,9 +1,9 @@
 """Motion representation: rotations, MANO-D51...D162 features, windows and canonical frames.
 
-Ground floor (ENGINEERING.md section 1): imports only torch, numpy and ``beingh0.mano.lbs``.
+Ground floor (ENGINEERING.md section 1): imports only torch, numpy and ``beingh0.core`` (rotations, index tables).
 """
 from .features import FEATURE_NAMES, FeatureSpec, NormStats, decode_features, encode_features, merge_parts, split_parts
-from .rotations import (
+from ..core.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_quaternion,
     matrix_to_6d,

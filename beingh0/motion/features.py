@@ -12,9 +12,9 @@ D162   D99                  | joints [99:162]   (default)
 ====== =================================================================================
 
 - aa = axis-angle; 6D = first two columns of each rotation matrix, concat(col0, col1), per joint
-  (``beingh0.motion.rotations.matrix_to_6d``); hand_pose is 15 joints in MANO native order
+  (``beingh0.core.rotations.matrix_to_6d``); hand_pose is 15 joints in MANO native order
   (index, middle, pinky, ring, thumb), 3 or 6 numbers each, joint-major.
-- joints = the model's 21 keypoints (Being-H0 order, ``beingh0.mano.constants.KEYPOINT_NAMES``)
+- joints = the model's 21 keypoints (Being-H0 order, ``beingh0.core.constants.KEYPOINT_NAMES``)
   relative to the wrist, J - J[0], flattened row-major (x, y, z per keypoint); the wrist row is all
   zeros and is kept so the sizes are 114 / 162. Joints are auxiliary (a reconstruction target):
   ``decode_features`` returns them but never needs them.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .rotations import axis_angle_to_matrix, matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
+from ..core.rotations import axis_angle_to_matrix, matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
 
 __all__ = ["FEATURE_NAMES", "FeatureSpec", "encode_features", "decode_features", "split_parts", "merge_parts",
            "NormStats"]

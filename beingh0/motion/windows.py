@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .rotations import axis_angle_to_matrix, matrix_to_axis_angle, slerp_axis_angle
+from ..core.rotations import axis_angle_to_matrix, matrix_to_axis_angle, slerp_axis_angle
 
 __all__ = ["FPS", "WINDOW_FRAMES", "WINDOW_PAD", "REFERENCE_BACK_FRAMES", "resample", "make_windows",
            "CanonicalFrame", "canonical_frame", "canonicalize", "decanonicalize", "sample_reference_index"]

@@ -4,7 +4,7 @@
 ``mano_joints``: the 21 keypoints only; the caller passes the constants of the 5 fingertip
 vertices (``ManoConstants.tips()``), so no other vertex is ever skinned.
 
-Backends (``beingh0.ops.Backend``): the plain-torch reference (``beingh0.mano.lbs``, differentiated
+Backends (``beingh0.ops.Backend``): the plain-torch reference (``beingh0.core.lbs``, differentiated
 by autograd), C++ CPU and CUDA kernels (``csrc/mano``), and Triton (``kernels/mano.py``, forward
 only). The kernel backends run through the ``beingh0::mano_lbs`` custom op (fake implementation,
 autograd); its backward is our own backward kernel (``beingh0::mano_lbs_backward``), and Triton's
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..mano import lbs
-from ..mano.constants import NUM_JOINTS, NUM_KEYPOINTS, NUM_POSE_FEATS
+from ..core import lbs
+from ..core.constants import NUM_JOINTS, NUM_KEYPOINTS, NUM_POSE_FEATS
 from .backend import Backend, ext, load_kernel_module, resolve
 
 #: Tests set BEINGH0_POISON_OUTPUTS=1: kernel outputs start as NaN, so an element a kernel forgets to

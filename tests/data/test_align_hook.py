@@ -5,7 +5,7 @@ import torch
 
 from beingh0.align import AlignTransform, BalanceConfig
 from beingh0.data.loader import ShardDataset
-from beingh0.motion.rotations import axis_angle_to_matrix
+from beingh0.core.rotations import axis_angle_to_matrix
 
 
 @pytest.fixture(scope="module")

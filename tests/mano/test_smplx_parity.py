@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from beingh0.mano.constants import KEYPOINT_ORDER, TIP_IDS_SMPLX
+from beingh0.core.constants import KEYPOINT_ORDER, TIP_IDS_SMPLX
 from beingh0.mano.embedded import generate_hand_model, write_mano_pickle
 from beingh0.mano.model import ManoModel
 from beingh0.ops.backend import Backend, is_available

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from beingh0.mano import ManoModel
-from beingh0.motion import rotations as rot
+from beingh0.core import rotations as rot
 from beingh0.motion.features import (
     FEATURE_NAMES,
     FeatureSpec,

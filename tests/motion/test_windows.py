@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from beingh0.motion.rotations import axis_angle_to_matrix
+from beingh0.core.rotations import axis_angle_to_matrix
 from beingh0.motion.windows import (
     canonical_frame,
     canonicalize,
@@ -23,7 +23,7 @@ F64 = torch.float64
 
 def _rotation_path(times, axis, omega, base):
     """R(t) = R_base @ exp(omega t axis): a constant-velocity rotation, as axis-angle rows (T, 3)."""
-    from beingh0.motion.rotations import matrix_to_axis_angle
+    from beingh0.core.rotations import matrix_to_axis_angle
 
     R = axis_angle_to_matrix(base) @ axis_angle_to_matrix(times[:, None] * omega * axis)
     return matrix_to_axis_angle(R)

@@ -3,7 +3,7 @@ positions are available, we derive the corresponding MANO parameters via gradien
 optimization", after left/right mismatch repair and gap interpolation).
 
 Layout (see docs/sources.md): a folder of sequences, one per file, metres, 21 keypoints per hand
-in the Being-H0 / MediaPipe / OpenPose order (``beingh0.mano.constants.KEYPOINT_NAMES``); NaN
+in the Being-H0 / MediaPipe / OpenPose order (``beingh0.core.constants.KEYPOINT_NAMES``); NaN
 marks a missing keypoint.
 
 ``<name>.npy``

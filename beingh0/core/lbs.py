@@ -9,26 +9,7 @@ from __future__ import annotations
 import torch
 
 from .constants import KEYPOINT_ORDER, PARENTS
-
-
-def rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (..., 3) -> rotation matrices (..., 3, 3).
-
-    Uses R = I + a K + b K^2 with a = sin(t)/t and b = (1 - cos t)/t^2, K = [r]_x, switching to
-    their Taylor series below t = 1e-3 so the value and the gradient are exact at t = 0. Accurate
-    up to and beyond t = pi (the map itself has no singularity there).
-    """
-    t2 = (rotvec * rotvec).sum(-1, keepdim=True)
-    small = t2 < 1e-6
-    t2s = torch.where(small, torch.ones_like(t2), t2)
-    ts = t2s.sqrt()
-    a = torch.where(small, 1.0 - t2 / 6.0 + t2 * t2 / 120.0, torch.sin(ts) / ts)
-    b = torch.where(small, 0.5 - t2 / 24.0 + t2 * t2 / 720.0, (1.0 - torch.cos(ts)) / t2s)
-    x, y, z = rotvec.unbind(-1)
-    zero = torch.zeros_like(x)
-    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*rotvec.shape[:-1], 3, 3)
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
-    return eye + a[..., None] * K + b[..., None] * (K @ K)
+from .rotations import rodrigues  # noqa: F401  (re-exported: the LBS reference's rotation)
 
 
 def pose_features(rotmats: torch.Tensor) -> torch.Tensor:

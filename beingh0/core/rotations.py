@@ -19,13 +19,32 @@ from __future__ import annotations
 
 import torch
 
-from ..mano.lbs import rodrigues
 
 __all__ = [
-    "axis_angle_to_matrix", "matrix_to_axis_angle", "matrix_to_6d", "sixd_to_matrix",
+    "rodrigues", "axis_angle_to_matrix", "matrix_to_axis_angle", "matrix_to_6d", "sixd_to_matrix",
     "quaternion_to_matrix", "matrix_to_quaternion", "axis_angle_to_quaternion", "quaternion_to_axis_angle",
     "quaternion_multiply", "quaternion_conjugate", "quaternion_slerp", "slerp_axis_angle",
 ]
+
+
+def rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
+    """Axis-angle (..., 3) -> rotation matrices (..., 3, 3).
+
+    Uses R = I + a K + b K^2 with a = sin(t)/t and b = (1 - cos t)/t^2, K = [r]_x, switching to
+    their Taylor series below t = 1e-3 so the value and the gradient are exact at t = 0. Accurate
+    up to and beyond t = pi (the map itself has no singularity there).
+    """
+    t2 = (rotvec * rotvec).sum(-1, keepdim=True)
+    small = t2 < 1e-6
+    t2s = torch.where(small, torch.ones_like(t2), t2)
+    ts = t2s.sqrt()
+    a = torch.where(small, 1.0 - t2 / 6.0 + t2 * t2 / 120.0, torch.sin(ts) / ts)
+    b = torch.where(small, 0.5 - t2 / 24.0 + t2 * t2 / 720.0, (1.0 - torch.cos(ts)) / t2s)
+    x, y, z = rotvec.unbind(-1)
+    zero = torch.zeros_like(x)
+    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*rotvec.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
+    return eye + a[..., None] * K + b[..., None] * (K @ K)
 
 
 def _check(x: torch.Tensor, shape: tuple, name: str) -> None:
@@ -41,7 +60,7 @@ def _check(x: torch.Tensor, shape: tuple, name: str) -> None:
 
 # -- axis-angle <-> matrix ----------------------------------------------------------------------
 def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (..., 3) -> rotation matrices (..., 3, 3). Same function as ``beingh0.mano.lbs.rodrigues``."""
+    """Axis-angle (..., 3) -> rotation matrices (..., 3, 3). Same function as :func:`rodrigues`."""
     _check(rotvec, (3,), "rotvec")
     return rodrigues(rotvec)
 

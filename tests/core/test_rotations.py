@@ -1,4 +1,4 @@
-"""Tests of beingh0.motion.rotations (float64 round trips, edge angles, gradients, shapes)."""
+"""Tests of beingh0.core.rotations (float64 round trips, edge angles, gradients, shapes)."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from beingh0.mano.lbs import rodrigues
-from beingh0.motion import rotations as rot
+from beingh0.core.rotations import rodrigues
+from beingh0.core import rotations as rot
 from beingh0.testing import assert_verbose_allclose
 
 F64 = torch.float64
