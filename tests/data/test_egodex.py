@@ -20,7 +20,7 @@ from beingh0.data.sources.egodex import KEYPOINT_JOINTS, METACARPAL_JOINTS, join
 from beingh0.data.sources.keypoints import SourceDataError  # noqa: E402
 from beingh0.data.video import encode_mp4, episode_frames  # noqa: E402
 from beingh0.mano.model import ManoModel, mirror_pose  # noqa: E402
-from beingh0.mano.motion_synth import grasp_motion  # noqa: E402
+from beingh0.data.synth import grasp_motion  # noqa: E402
 
 BACKEND = None if importlib.util.find_spec("beingh0._C") is not None else "reference"
 T = 24
@@ -38,8 +38,8 @@ def _rot(axis, ang):
 def _ground_truth():
     """Both hands' MANO parameters and keypoints in the OpenCV camera frame (float64)."""
     out = {}
-    mo = grasp_motion(T + 20, seed=1)
-    sl = slice(10, 10 + T)
+    mo = grasp_motion(T + 20, seed=1, fps=30.0)  # EgoDex records at 30 FPS
+    sl = slice(17, 17 + T)  # from the grasp onset (the open, flat pre-shape before it is chirality-ambiguous)
     t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64)
     for side, dx in (("right", 0.0), ("left", -0.16)):
         go, hp, tr = mo.global_orient[sl], mo.hand_pose[sl], mo.trans[sl].copy()

@@ -13,7 +13,7 @@ from beingh0.data.sources import get_source
 from beingh0.data.sources.keypoints import SourceDataError, world_to_camera
 from beingh0.data.video import episode_frames
 from beingh0.mano.model import ManoModel, mirror_pose
-from beingh0.mano.motion_synth import grasp_motion
+from beingh0.data.synth import grasp_motion
 
 BACKEND = None if importlib.util.find_spec("beingh0._C") is not None else "reference"
 FIT = {"stage2_iters": 100, "refine_iters": 0, "backend": BACKEND}

@@ -165,3 +165,17 @@ def test_pickles_and_bad_conventions_refused(tmp_path):
     (tmp_path / "nohands.json").write_text('{"fps": 30}')
     with pytest.raises(SourceDataError, match="no hand parameters"):
         src.load_item(tmp_path, "nohands.json", {})
+
+
+def test_world_to_camera_rotations_match_scipy():
+    """``_rot``/``_aa`` (beingh0.core.rotations, no scipy at run time) agree with scipy to float64."""
+    from beingh0.data.sources.mano_params import _aa, _rot
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(300, 3))
+    v *= rng.uniform(0, np.pi - 1e-6, (300, 1)) / np.linalg.norm(v, axis=1, keepdims=True)
+    v[:2] = [[0, 0, 0], [0, 1e-10, 0]]
+    np.testing.assert_allclose(_rot(v), Rotation.from_rotvec(v).as_matrix(), atol=1e-14, rtol=0)
+    M = Rotation.from_rotvec(v).as_matrix()
+    np.testing.assert_allclose(_aa(M), Rotation.from_matrix(M).as_rotvec(), atol=1e-12, rtol=0)
+    assert _rot(v).dtype == np.float64 and _aa(M).shape == (300, 3)

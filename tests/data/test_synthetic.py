@@ -147,3 +147,138 @@ def test_rasteriser_depth_order_and_coverage():
                             (64, 64), table, np.zeros((64, 64, 3)), Light(np.array([0, 0, -1.0])))
     assert lab[31, 31] == 2 and lab[31, 40] == 1 and lab[0, 0] == 0
     assert abs((lab > 0).sum() - 21 * 21) <= 2 * 21 and abs((lab == 2).sum() - 11 * 11) <= 2 * 11
+
+
+# --- the one generator: grasp_motion, core rotations (no scipy), one hand-model loader -----------
+
+
+def test_grasp_motion_is_a_deterministic_plausible_grasp():
+    from beingh0.data.synth import HandMotion, grasp_motion
+
+    a, b = grasp_motion(45, seed=4), grasp_motion(45, seed=4)
+    assert isinstance(a, HandMotion) and a.side == "right" and a.fps == 15.0 and a.scenario == "pick_place"
+    for k in ("betas", "global_orient", "hand_pose", "trans", "grasp"):
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+        assert getattr(a, k).dtype == np.float64
+    assert a.global_orient.shape == (45, 3) and a.hand_pose.shape == (45, 45) and a.trans.shape == (45, 3)
+    assert not np.array_equal(grasp_motion(45, seed=5).trans, a.trans)
+    assert a.grasp.min() < 0.1 and a.grasp.max() > 0.99                     # the hand opens, then closes
+    for side in ("right", "left"):
+        for sc in SCENARIOS:
+            m = grasp_motion(30, seed=1, side=side, scenario=sc)
+            lim = joint_limits(side)
+            P = m.hand_pose.reshape(-1, 15, 3)
+            assert (P >= lim[..., 0] - 1e-9).all() and (P <= lim[..., 1] + 1e-9).all(), (side, sc)
+            kp = ManoModel.embedded(side).keypoints(*(torch.as_tensor(x) for x in (m.betas[None], m.global_orient, m.hand_pose, m.trans))).numpy()
+            assert (kp[..., 2] > 0.1).all() and (np.abs(kp[..., :2] / kp[..., 2:]) < 2.0).all()  # in front of the camera, in view
+            assert np.linalg.norm(np.diff(m.trans, axis=0), axis=1).max() < 0.06    # m per frame at 15 FPS
+    w = a.window(10, 20)
+    assert w.num_frames == 10 and np.array_equal(w.hand_pose, a.hand_pose[10:20]) and w.betas is a.betas
+
+
+@pytest.mark.parametrize("kw, match", [({"frames": 1}, "frames"), ({"frames": 2.5}, "frames"), ({"side": "middle"}, "side"),
+                                       ({"fps": 0}, "fps"), ({"scenario": "juggle"}, "scenario")])
+def test_grasp_motion_bad_arguments(kw, match):
+    from beingh0.core.errors import UserValueError
+    from beingh0.data.synth import grasp_motion
+
+    with pytest.raises(UserValueError, match=match):
+        grasp_motion(**{"frames": 10, **kw})
+
+
+def test_one_hand_model_loader():
+    import beingh0.data.synth.generate as G
+    import beingh0.data.synth.motion as M
+    from beingh0.mano import hand_model
+
+    assert G.hand_model is hand_model and M.hand_model is hand_model and not hasattr(G, "_MODELS")
+
+
+def _scipy_rotations(monkeypatch):
+    """Patch the generator's rotation helpers with the scipy calls it used before beingh0.core.rotations."""
+    R = pytest.importorskip("scipy.spatial.transform")
+    import beingh0.data.synth.motion as M
+
+    def r2m(v):
+        v = np.asarray(v, np.float64)
+        return R.Rotation.from_rotvec(v.reshape(-1, 3)).as_matrix().reshape(v.shape[:-1] + (3, 3))
+
+    def m2r(m):
+        m = np.asarray(m, np.float64)
+        return R.Rotation.from_matrix(m.reshape(-1, 3, 3)).as_rotvec().reshape(m.shape[:-2] + (3,))
+
+    def slerp(R0, R1, s):  # the old per-frame Slerp
+        return np.stack([R.Slerp([0, 1], R.Rotation.from_matrix(np.stack([a, b])))([x]).as_matrix()[0] for a, b, x in zip(R0, R1, s)])
+
+    monkeypatch.setattr(M, "rotvec_to_matrix", r2m)
+    monkeypatch.setattr(M, "matrix_to_rotvec", m2r)
+    monkeypatch.setattr(M, "slerp_matrices", slerp)
+    return r2m, m2r, slerp
+
+
+def test_rotation_helpers_match_scipy(monkeypatch):
+    import beingh0.data.synth.motion as M
+
+    new = (M.rotvec_to_matrix, M.matrix_to_rotvec, M.slerp_matrices)
+    r2m, m2r, slerp = _scipy_rotations(monkeypatch)
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(200, 3))
+    v *= rng.uniform(0, np.pi - 1e-3, (200, 1)) / np.linalg.norm(v, axis=1, keepdims=True)
+    v[:3] = [[0, 0, 0], [1e-9, 0, 0], [0, 0, np.pi - 1e-7]]
+    np.testing.assert_allclose(new[0](v), r2m(v), atol=1e-14, rtol=0)
+    np.testing.assert_allclose(new[1](r2m(v)), m2r(r2m(v)), atol=1e-12, rtol=0)
+    A, B, s = r2m(v[:100]), r2m(v[100:]), rng.uniform(0, 1, 100)
+    np.testing.assert_allclose(new[2](A, B, s), slerp(A, B, s), atol=1e-13, rtol=0)
+
+
+def test_generator_matches_the_scipy_path(monkeypatch):
+    """The episodes and grasp motions the scipy-based generator made, to float64 (float32 storage)."""
+    from beingh0.data.synth import grasp_motion
+
+    cfg = SynthConfig(seconds=3.0, frames=False)
+    new_eps = [synth_episode(5, i, cfg) for i in range(5)]
+    new_gm = [grasp_motion(30, seed=i, side=s, scenario=None) for i, s in enumerate(("right", "left", "right"))]
+    _scipy_rotations(monkeypatch)
+    old_eps = [synth_episode(5, i, cfg) for i in range(5)]
+    old_gm = [grasp_motion(30, seed=i, side=s, scenario=None) for i, s in enumerate(("right", "left", "right"))]
+    for a, b in zip(new_gm, old_gm):
+        for k in ("betas", "global_orient", "hand_pose", "trans", "grasp"):
+            np.testing.assert_allclose(getattr(a, k), getattr(b, k), atol=1e-12, rtol=0)
+    for a, b in zip(new_eps, old_eps):
+        assert a.text == b.text and a.meta["scenario"] == b.meta["scenario"]
+        for side in ("left", "right"):
+            for k in ("global_orient", "hand_pose", "betas", "trans"):
+                np.testing.assert_allclose(getattr(a.hands[side], k), getattr(b.hands[side], k), atol=2e-7, rtol=0)
+
+
+def test_imports_and_runs_without_scipy():
+    """The runtime never imports scipy: generator, mano-parameter source and the mano demo job import
+    and run in an interpreter where ``import scipy`` fails."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import beingh0
+
+    code = """
+import sys
+sys.modules["scipy"] = None  # any "import scipy..." now raises ImportError
+import numpy as np
+import beingh0.data.synth, beingh0.data.sources.mano_params, beingh0.data.synth.mano_demo
+from beingh0.data.synth import SynthConfig, grasp_motion, synth_episode
+from beingh0.data.sources.mano_params import to_beingh0
+from beingh0.mano import hand_model
+m = grasp_motion(12, seed=0, side="left", scenario="pour")
+ep = synth_episode(0, 1, SynthConfig(seconds=0.5, frames=False))
+E = np.tile(np.eye(4), (3, 1, 1)); E[:, :3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+p = {"global_orient": np.full((3, 3), 0.3), "hand_pose": np.zeros((3, 45)), "betas": np.zeros(10), "trans": np.zeros((3, 3))}
+out = to_beingh0(p, {"coords": "world"}, hand_model("right"), E)
+assert np.isfinite(out["global_orient"]).all() and m.trans.shape == (12, 3) and ep.num_frames > 0
+assert not any(k == "scipy" or k.startswith("scipy.") for k, v in sys.modules.items() if v is not None)
+print("ok")
+"""
+    root = str(Path(beingh0.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]

@@ -43,7 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from ...core.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..episode import CameraTrack, Episode, Frames, HandTrack
 from . import Source
 from .keypoints import (SIDES, SourceDataError, _PICKLE_SUFFIXES, episode_key, fail, frame_selection, hand_model,
@@ -72,15 +74,13 @@ def check_conventions(conv: dict, where="conventions") -> dict:
 
 
 def _rot(aa: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_rotvec(aa).as_matrix()
+    """Axis-angle (..., 3) -> rotation matrices (..., 3, 3), float64 (``beingh0.core.rotations``)."""
+    return axis_angle_to_matrix(torch.as_tensor(np.asarray(aa, np.float64))).numpy()
 
 
 def _aa(R: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(R).as_rotvec()
+    """Rotation matrices (..., 3, 3) -> axis-angle (..., 3), angle in [0, pi], float64."""
+    return matrix_to_axis_angle(torch.as_tensor(np.asarray(R, np.float64))).numpy()
 
 
 def rest_wrist(model, betas: np.ndarray) -> np.ndarray:

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 
+from ...mano import hand_model
 from ..episode import CameraTrack, Episode, Frames, HandTrack
 from . import motion as M
 from .language import describe
+from .motion import SCENARIOS
 from .raster import Mesh, render_frame
-from .scene import COLORS, SKIN_TONES, forearm_mesh, make_object, pose_matrix, sample_background, sample_camera, sample_light, sample_table
+from .scene import SKIN_TONES, fit_camera, forearm_mesh, sample_background, sample_camera, sample_light, sample_table
 
 GENERATOR_VERSION = 1
 LICENSE = "CC0-1.0"
@@ -24,16 +25,6 @@ LICENSE = "CC0-1.0"
 LABEL_HAND = {"left": 1, "right": 2}
 LABEL_ARM = {"left": 3, "right": 4}
 LABEL_OBJECT0 = 10
-SCENARIOS = ("pick_place", "pour", "press", "open_jar", "bimanual_pick")
-_MODELS: dict = {}
-
-
-def hand_model(side: str):
-    from ...mano.model import ManoModel
-
-    if side not in _MODELS:
-        _MODELS[side] = ManoModel.embedded(side)
-    return _MODELS[side]
 
 
 @dataclass
@@ -63,116 +54,11 @@ class SynthConfig:
         return self
 
 
-def _colors(rng, n):
-    names = list(COLORS)
-    return [names[i] for i in rng.permutation(len(names))[:n]]
-
-
-def _build_world(rng, scenario: str):
-    """Objects, their initial poses and the hands' plans for one scenario."""
-    betas = np.clip(rng.normal(0, 0.7, 10), -2.0, 2.0)
-    kin = {s: M.HandKinematics(hand_model(s), betas) for s in ("left", "right")}
-    rest = {"right": np.array([rng.uniform(0.15, 0.24), 0.035, rng.uniform(0.2, 0.27)]),
-            "left": np.array([-rng.uniform(0.15, 0.24), 0.035, rng.uniform(0.2, 0.27)])}
-    active = "right" if rng.random() < 0.65 else "left"
-    sx = 1.0 if active == "right" else -1.0
-    n_distract = int(rng.integers(0, 3))
-    kinds = {
-        "pick_place": [str(rng.choice(["cup", "can", "bottle", "box", "block", "ball"]))] + (["plate"] if rng.random() < 0.5 else []),
-        "pour": [str(rng.choice(["cup", "bottle"])), "bowl"],
-        "press": ["button"],
-        "open_jar": ["jar", "lid"],
-        "bimanual_pick": [str(rng.choice(["cup", "can", "block", "ball", "box"])), str(rng.choice(["cup", "can", "block", "ball", "box"]))],
-    }[scenario]
-    kinds = kinds + [str(rng.choice(["cup", "can", "box", "block", "ball", "bottle"])) for _ in range(n_distract)]
-    cols = _colors(rng, len(kinds))
-    objects = [make_object(k, rng, c) for k, c in zip(kinds, cols)]
-    # positions: the manipulated object on the active hand's side
-    fixed = {}
-    if scenario == "bimanual_pick":
-        fixed[0] = pose_matrix([-rng.uniform(0.08, 0.2), 0.0, rng.uniform(-0.16, -0.02)], rng.uniform(-np.pi, np.pi))
-        fixed[1] = pose_matrix([rng.uniform(0.08, 0.2), 0.0, rng.uniform(-0.16, -0.02)], rng.uniform(-np.pi, np.pi))
-    else:
-        fixed[0] = pose_matrix([sx * rng.uniform(0.03, 0.17), 0.0, rng.uniform(-0.16, -0.02)], rng.uniform(-np.pi, np.pi))
-        if scenario == "open_jar":
-            fixed[1] = pose_matrix(fixed[0][:3, 3] + [0.0, objects[0].height, 0.0], rng.uniform(-np.pi, np.pi))
-    init = M.place_objects(rng, objects, fixed=fixed)
-    w = M.World(objects, init, rest, kin, rng, speed=float(rng.uniform(0.75, 1.35)))
-    plans = {s: M.HandPlan(s, *M.rest_pose(w, s), M.SYNERGIES["relaxed"]) for s in ("left", "right")}
-    for s in plans:
-        plans[s].add(rng.uniform(0.0, 0.4), "rest")
-    other = "left" if active == "right" else "right"
-    tasks = []
-    if scenario == "pick_place":
-        onto = 1 if len(kinds) > 1 and kinds[1] == "plate" else None
-        if onto is not None:
-            dest = init[1][:3, 3] + [0.0, objects[1].height, 0.0]
-        else:
-            dest = M.free_spot(rng, objects, init, objects[0].radius, (-0.22, 0.22), (-0.2, -0.02))
-        tasks.append(M.task_pick_place(w, plans[active], 0, dest, onto))
-    elif scenario == "pour":
-        if rng.random() < 0.35:
-            tasks.append(M.task_hold(w, plans[other], 1, until=6.0))
-        tasks.append(M.task_pour(w, plans[active], 0, 1))
-    elif scenario == "press":
-        tasks.append(M.task_press(w, plans[active], 0))
-    elif scenario == "open_jar":
-        hold = rng.random() < 0.7
-        if hold:
-            tasks.append(M.task_hold(w, plans[other], 0, until=0.0))
-        dest = M.free_spot(rng, objects, init, objects[1].radius, (-0.22, 0.22), (-0.2, -0.02))
-        tasks.append(M.task_open_jar(w, plans[active], 1, dest))
-        if hold:  # the steadying hand lets go once the lid is off: rebuild its plan with that timing
-            plans[other] = M.HandPlan(other, *M.rest_pose(w, other), M.SYNERGIES["relaxed"])
-            plans[other].add(rng.uniform(0.0, 0.3), "rest")
-            t_lid_off = next(p.t1 for p in plans[active].phases if p.name == "lift")
-            tasks[0] = M.task_hold(w, plans[other], 0, until=t_lid_off)
-    else:
-        tasks.append(M.task_pick_place(w, plans["left"], 0, M.free_spot(rng, objects, init, objects[0].radius, (-0.24, 0.0), (-0.2, -0.02))))
-        plans["right"].add(rng.uniform(0.0, 1.2), "rest")
-        tasks.append(M.task_pick_place(w, plans["right"], 1, M.free_spot(rng, objects, init, objects[1].radius, (0.0, 0.24), (-0.2, -0.02))))
-    return w, plans, betas, tasks, active
-
-
-def _hand_world(side, plan, times, betas, rng, breathe=True):
-    pos, rot, pose = plan.sample(times)
-    if breathe:
-        pos = pos + M.breathing(times, rng, 0.002)
-    P = torch.as_tensor(pose.reshape(len(times), 45))
-    if side == "left":
-        from ...mano.model import mirror_pose
-
-        P = mirror_pose(P)
-    go = Rotation.from_matrix(rot).as_rotvec()
-    return pos, rot, go, P.numpy()
-
-
 def _mano(side, betas, go, hp, trans):
     m = hand_model(side)
     out = m(torch.as_tensor(betas, dtype=torch.float64)[None], torch.as_tensor(go, dtype=torch.float64),
             torch.as_tensor(hp, dtype=torch.float64), torch.as_tensor(trans, dtype=torch.float64))
     return out.vertices.numpy(), out.keypoints.numpy()
-
-
-def _fit_camera(rig, pts_world, T, fps, size, min_in=0.95):
-    """Pull the camera back (and widen its view) until most hand keypoints are in the image."""
-    W, H = size
-    for _ in range(14):
-        K = rig.intrinsics(size)
-        E = rig.cam_to_world(T, fps)
-        Rw2c = np.swapaxes(E[:, :3, :3], 1, 2)
-        pc = np.einsum("tij,tnj->tni", Rw2c, pts_world - E[:, None, :3, 3])
-        z = pc[..., 2]
-        u = K[0] * pc[..., 0] / np.maximum(z, 1e-6) + K[2]
-        v = K[1] * pc[..., 1] / np.maximum(z, 1e-6) + K[3]
-        inside = (z > 0.08) & (u > 0.03 * W) & (u < 0.97 * W) & (v > 0.03 * H) & (v < 0.97 * H)
-        if inside.mean() >= (min_in - 0.05 if rig.kind == "ego" else min_in):
-            break
-        if rig.hfov_deg < 100 and rig.kind == "ego":
-            rig.hfov_deg = min(rig.hfov_deg + 8, 120)
-        else:
-            rig.pull_back(1.12)
-    return rig.intrinsics(size), rig.cam_to_world(T, fps), float(inside.mean())
 
 
 def synth_episode(base_seed: int, index: int, cfg: SynthConfig | None = None, episode_id: str | None = None,
@@ -186,7 +72,7 @@ def synth_episode(base_seed: int, index: int, cfg: SynthConfig | None = None, ep
     ss = np.random.SeedSequence([int(base_seed), int(index), GENERATOR_VERSION])
     rng = np.random.default_rng(ss)
     scenario = cfg.scenario or str(rng.choice(SCENARIOS, p=[0.32, 0.18, 0.14, 0.16, 0.20]))
-    w, plans, betas, tasks, active = _build_world(rng, scenario)
+    w, plans, betas, tasks, active = M.build_world(rng, scenario)
     fps = float(cfg.fps)
     T = max(1, int(round(cfg.seconds * fps)))
     S = T / fps
@@ -197,7 +83,7 @@ def synth_episode(base_seed: int, index: int, cfg: SynthConfig | None = None, ep
     times = ws + np.arange(T) / fps
 
     # hands in the world
-    hw = {s: _hand_world(s, plans[s], times, betas, rng) for s in ("left", "right")}
+    hw = {s: M.hand_world(s, plans[s], times, rng) for s in ("left", "right")}
     wrists = {s: (hw[s][0], hw[s][1]) for s in hw}
     obj_pose = M.object_poses(w.objects, w.init, plans, times, wrists)
     verts_w, kp_w = {}, {}
@@ -208,16 +94,13 @@ def synth_episode(base_seed: int, index: int, cfg: SynthConfig | None = None, ep
     workspace = np.mean([P[:3, 3] for P in w.init], 0) * np.array([1.0, 0.0, 1.0])
     rig = sample_camera(rng, workspace)
     pts = np.concatenate([kp_w["left"], kp_w["right"]], 1)
-    K, E, in_view = _fit_camera(rig, pts, T, fps, cfg.size)
-    Rw2c = np.swapaxes(E[:, :3, :3], 1, 2)
-    cpos = E[:, :3, 3]
+    K, E, in_view = fit_camera(rig, pts, T, fps, cfg.size)
 
     hands = {}
     wrist_cam = {}
     for s in ("left", "right"):
         pos, rot, go, hp = hw[s]
-        trans_c = np.einsum("tij,tj->ti", Rw2c, pos - cpos)
-        go_c = Rotation.from_matrix(Rw2c @ rot).as_rotvec()
+        go_c, trans_c = M.world_to_camera(E, rot, pos)
         hands[s] = HandTrack.from_params(go_c, hp, betas, trans_c)
         wrist_cam[s] = trans_c
 

@@ -1,5 +1,9 @@
 """Procedural bimanual manipulation: hands that reach, grasp, move, place, pour, press and open.
 
+THE synthetic-motion generator of beingh0 (the synthetic UniHand source, the ``mano demo`` job and
+the tests all draw their hand motion from here; :func:`beingh0.data.synth.grasp_motion` is the
+one-hand entry point).
+
 Each hand follows a *plan*: a list of keyframes (wrist position and orientation in the world frame
 of :mod:`.scene`, 15 finger-joint rotations, a phase label), joined by minimum-jerk segments
 (position lerp with an optional lift arc, rotation slerp, finger lerp), so velocity and
@@ -11,15 +15,17 @@ each finger stopping at contact), ``lift``, ``move``, ``place``, ``release``, ``
 ``twist`` (unscrewing a jar lid), ``hold`` (steadying an object with the other hand), ``rest``
 (an idle hand lying on the table, breathing slightly).
 
-Grasp synergies (right-hand MANO conventions: per joint x twist, y abduction, z flexion; the
-thumb curls about a fixed axis as in :mod:`beingh0.mano.motion_synth`): *power* (all fingers wrap),
+Grasp synergies (the tables below, right-hand MANO conventions): *power* (all fingers wrap),
 *precision* (fingertips of thumb, index and middle), *pinch* (thumb and index, the other fingers
 tucked) and *point* (index extended). Weights depend on the object's size. Closure is contact
 driven: the closed pose of every finger is the first closure level at which one of its keypoints
 or bone midpoints comes within a finger radius of the object's contact shape (model keypoints,
-evaluated in one batch). Poses are clipped to :func:`beingh0.mano.fit.joint_limits`. Left hands
-use the left model: wrist frames are built for each side's rest frame and the finger poses are
-mirrored with :func:`beingh0.mano.model.mirror_pose`.
+evaluated in one batch). Poses are clipped to :func:`beingh0.mano.fit.joint_limits` (the one
+table of joint-angle limits). Left hands use the left model: wrist frames are built for each
+side's rest frame and the finger poses are mirrored with :func:`beingh0.mano.model.mirror_pose`.
+
+Rotations go through :mod:`beingh0.core.rotations` (torch, float64) at a numpy boundary
+(:func:`rotvec_to_matrix`, :func:`matrix_to_rotvec`, :func:`slerp_matrices`); no scipy.
 """
 from __future__ import annotations
 
@@ -27,23 +33,127 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation, Slerp
 
+from ...core.constants import KEYPOINT_NAMES
+from ...core.rotations import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, quaternion_slerp,
+                               quaternion_to_matrix)
+from ...mano import hand_model, mirror_pose
 from ...mano.fit import joint_limits
-from .scene import SceneObject, pose_matrix
+from .scene import COLORS, SceneObject, fit_camera, make_object, pose_matrix, sample_camera
 
 UP = np.array([0.0, 1.0, 0.0])
-THUMB_AXIS = np.array([0.48, -0.84, 0.25])
-FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # MANO hand_pose order
-#: 21-keypoint ids of each MANO finger (base .. tip), Being-H0 order.
-FINGER_KP = {"index": (5, 6, 7, 8), "middle": (9, 10, 11, 12), "pinky": (17, 18, 19, 20), "ring": (13, 14, 15, 16), "thumb": (1, 2, 3, 4)}
-SPREAD = {"index": 0.16, "middle": 0.03, "pinky": -0.26, "ring": -0.11}
-FINGER_RADIUS = 0.0085
 MAX_SPEED = 0.4  # m/s, mean over a segment (min-jerk peaks at 1.875x)
 MAX_ANGULAR_SPEED = 2.5  # rad/s
 
 
+# ------------------------------------------------------------------------------------------------
+# rotations: numpy float64 in and out, beingh0.core.rotations inside
+
+
+def _t(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, np.float64))
+
+
+def rotvec_to_matrix(rotvec) -> np.ndarray:
+    """Axis-angle (..., 3) -> rotation matrices (..., 3, 3), float64 numpy."""
+    return axis_angle_to_matrix(_t(rotvec)).numpy()
+
+
+def matrix_to_rotvec(matrix) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) -> axis-angle (..., 3) with angle in [0, pi], float64 numpy."""
+    return matrix_to_axis_angle(_t(matrix)).numpy()
+
+
+def slerp_matrices(R0, R1, s) -> np.ndarray:
+    """Shortest-arc slerp between rotation matrices R0, R1 (..., 3, 3) at fractions ``s`` (...,)
+    (0 -> R0, 1 -> R1), float64 numpy."""
+    q = quaternion_slerp(matrix_to_quaternion(_t(R0)), matrix_to_quaternion(_t(R1)), _t(s))
+    return quaternion_to_matrix(q).numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# hand tables: the ONE copy of the generator's finger geometry and grasp synergies
+#
+# Right-hand MANO conventions (the rest frame of MANO and of the embedded model): fingers point
+# along -x, the palm faces -y, the thumb side is +z. A finger joint's axis-angle components are
+# x = twist about the bone, y = abduction (+: towards the thumb), z = flexion (+: curl towards
+# the palm). hand_pose rows are MANO's order: index 0-2, middle 3-5, pinky 6-8, ring 9-11,
+# thumb 12-14 (each MCP/CMC, PIP/MCP, DIP/IP). Joint-angle LIMITS are not here: they are
+# ``beingh0.mano.fit.JOINT_LIMITS_RIGHT`` (shared with the fitter's soft limits).
+
+#: Fingers in MANO hand_pose order.
+FINGERS = ("index", "middle", "pinky", "ring", "thumb")
+#: 21-keypoint ids of each finger (base .. tip), Being-H0 order (from ``core.constants``).
+FINGER_KP = {f: tuple(i for i, n in enumerate(KEYPOINT_NAMES) if n.startswith(f)) for f in FINGERS}
+#: Abduction (rad, about +y) of each finger's MCP when the hand is spread fully open: the index
+#: tilts towards the thumb, middle stays near the hand's axis, ring and pinky fan out ulnarly.
+SPREAD = {"index": 0.16, "middle": 0.03, "pinky": -0.26, "ring": -0.11}
+#: The thumb has no joint axis aligned with its rest frame: all three thumb joints flex about
+#: this one axis, which carries the tip palmar and across the fingers (at full closure it ends
+#: over the index/middle middle phalanges; chosen by checking the tip of the embedded hand).
+THUMB_AXIS = np.array([0.48, -0.84, 0.25])
+#: Contact distance (m): a finger stops closing when a joint or bone midpoint comes this close.
+FINGER_RADIUS = 0.0085
+
+
+def _fingers(mcp, pip, dip, spread=0.0, twist=0.0) -> np.ndarray:
+    """(15, 3) pose of the four fingers: flexion (rad) at MCP, PIP, DIP (scalars, or one value per
+    finger in MANO order index, middle, pinky, ring), ``spread`` x :data:`SPREAD` abduction, and a
+    small ``twist`` that rolls the ulnar fingers (pinky, ring) towards the others when they wrap."""
+    P = np.zeros((15, 3))
+    for i, f in enumerate(FINGERS[:4]):
+        m, p, d = (x[i] if np.ndim(x) else x for x in (mcp, pip, dip))
+        P[3 * i] = (twist * (1 if f in ("pinky", "ring") else -1), SPREAD[f] * spread, m)
+        P[3 * i + 1, 2], P[3 * i + 2, 2] = p, d
+    return P
+
+
+def _thumb(P: np.ndarray, opp: float, c1: float, c2: float, c3: float) -> np.ndarray:
+    """Set the thumb: ``opp`` opposition (rad about +x at the CMC, rolling the thumb under the
+    palm) and flexion ``c1, c2, c3`` (rad about :data:`THUMB_AXIS`) at CMC, MCP and IP."""
+    P = P.copy()
+    P[12] = np.array([opp, 0.0, 0.0]) + c1 * THUMB_AXIS
+    P[13] = c2 * THUMB_AXIS
+    P[14] = c3 * THUMB_AXIS
+    return P
+
+
+#: Grasp synergies: (15, 3) right-hand poses that grasps blend. Flexion grows MCP < PIP, DIP about
+#: 0.7 x PIP (the DIP-PIP coupling of real fingers), ulnar fingers flex further than radial ones
+#: in a power grasp; spread relaxes as the hand closes.
+#: ``open``: fingers straight and spread (pre-shape while reaching, release);
+#: ``relaxed``: the resting hand, slightly curled; ``power``: all fingers wrap an object, thumb
+#: over them; ``precision``: thumb, index and middle fingertips meet, ring and pinky follow;
+#: ``pinch``: thumb and index tips meet, the other fingers tucked; ``point``: index extended,
+#: the others curled (pressing buttons).
+SYNERGIES = {
+    "open": _thumb(_fingers(-0.05, 0.05, 0.03, spread=1.0), -0.05, -0.1, 0.0, 0.05),
+    "relaxed": _thumb(_fingers((0.3, 0.38, 0.5, 0.45), (0.35, 0.4, 0.45, 0.45), 0.2, spread=0.6), 0.1, 0.15, 0.15, 0.2),
+    "power": _thumb(_fingers((1.05, 1.15, 1.3, 1.25), (1.35, 1.45, 1.45, 1.5), (0.9, 0.95, 1.0, 1.0), spread=0.15, twist=0.05), 0.2, 0.3, 0.6, 0.6),
+    "precision": _thumb(_fingers((0.95, 0.95, 0.95, 0.9), (0.7, 0.75, 1.1, 1.0), (0.35, 0.4, 0.7, 0.6), spread=0.4), 0.4, 0.35, 0.35, 0.3),
+    "pinch": _thumb(_fingers((0.8, 1.2, 1.35, 1.3), (0.75, 1.4, 1.45, 1.45), (0.45, 0.9, 1.0, 1.0), spread=0.3), 0.4, 0.32, 0.35, 0.35),
+    "point": _thumb(_fingers((0.08, 1.25, 1.35, 1.3), (0.1, 1.5, 1.5, 1.5), (0.05, 1.0, 1.0, 1.0), spread=0.2), 0.25, 0.3, 0.5, 0.45),
+}
+_LIM = joint_limits("right")
+
+
+def clip_pose(P: np.ndarray) -> np.ndarray:
+    """Clip a right-hand (15, 3) pose to the joint-angle limits of ``beingh0.mano.fit``."""
+    return np.clip(P, _LIM[..., 0], _LIM[..., 1])
+
+
+def blend(weights: dict[str, float]) -> np.ndarray:
+    """Weighted mean of :data:`SYNERGIES` (weights need not sum to 1)."""
+    tot = sum(weights.values())
+    return sum(w / tot * SYNERGIES[k] for k, w in weights.items())
+
+
+# ------------------------------------------------------------------------------------------------
+# timing and wrist frames
+
+
 def min_jerk(s):
+    """0 -> 1 over s in [0, 1] (clipped outside), zero velocity and acceleration at both ends."""
     s = np.clip(s, 0.0, 1.0)
     return s ** 3 * (10 - 15 * s + 6 * s * s)
 
@@ -67,47 +177,6 @@ def hand_rotation(side: str, fingers, palm) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
-# synergies (right-hand conventions, (15, 3))
-
-
-def _fingers(mcp, pip, dip, spread=0.0, twist=0.0) -> np.ndarray:
-    P = np.zeros((15, 3))
-    for i, f in enumerate(FINGERS[:4]):
-        m, p, d = (x[i] if np.ndim(x) else x for x in (mcp, pip, dip))
-        P[3 * i] = (twist * (1 if f in ("pinky", "ring") else -1), SPREAD[f] * spread, m)
-        P[3 * i + 1, 2], P[3 * i + 2, 2] = p, d
-    return P
-
-
-def _thumb(P: np.ndarray, opp: float, c1: float, c2: float, c3: float) -> np.ndarray:
-    P = P.copy()
-    P[12] = np.array([opp, 0.0, 0.0]) + c1 * THUMB_AXIS
-    P[13] = c2 * THUMB_AXIS
-    P[14] = c3 * THUMB_AXIS
-    return P
-
-
-SYNERGIES = {
-    "open": _thumb(_fingers(-0.05, 0.05, 0.03, spread=1.0), -0.05, -0.1, 0.0, 0.05),
-    "relaxed": _thumb(_fingers((0.3, 0.38, 0.5, 0.45), (0.35, 0.4, 0.45, 0.45), 0.2, spread=0.6), 0.1, 0.15, 0.15, 0.2),
-    "power": _thumb(_fingers((1.05, 1.15, 1.3, 1.25), (1.35, 1.45, 1.45, 1.5), (0.9, 0.95, 1.0, 1.0), spread=0.15, twist=0.05), 0.2, 0.3, 0.6, 0.6),
-    "precision": _thumb(_fingers((0.95, 0.95, 0.95, 0.9), (0.7, 0.75, 1.1, 1.0), (0.35, 0.4, 0.7, 0.6), spread=0.4), 0.4, 0.35, 0.35, 0.3),
-    "pinch": _thumb(_fingers((0.8, 1.2, 1.35, 1.3), (0.75, 1.4, 1.45, 1.45), (0.45, 0.9, 1.0, 1.0), spread=0.3), 0.4, 0.32, 0.35, 0.35),
-    "point": _thumb(_fingers((0.08, 1.25, 1.35, 1.3), (0.1, 1.5, 1.5, 1.5), (0.05, 1.0, 1.0, 1.0), spread=0.2), 0.25, 0.3, 0.5, 0.45),
-}
-_LIM = joint_limits("right")
-
-
-def clip_pose(P: np.ndarray) -> np.ndarray:
-    return np.clip(P, _LIM[..., 0], _LIM[..., 1])
-
-
-def blend(weights: dict[str, float]) -> np.ndarray:
-    tot = sum(weights.values())
-    return sum(w / tot * SYNERGIES[k] for k, w in weights.items())
-
-
-# ------------------------------------------------------------------------------------------------
 # hand kinematics helper
 
 
@@ -123,8 +192,6 @@ class HandKinematics:
         identity global orientation (the side's rest frame)."""
         P = torch.as_tensor(poses_right.reshape(len(poses_right), 45), dtype=torch.float64)
         if self.side == "left":
-            from ...mano.model import mirror_pose
-
             P = mirror_pose(P)
         K = len(P)
         z = torch.zeros(K, 3, dtype=torch.float64)
@@ -209,7 +276,7 @@ class HandPlan:
                   k.pose if pose is None else np.asarray(pose, float), phase, obj, arc)
         # human-like speed limits: mean wrist speed <= 0.4 m/s, wrist rotation <= 2.5 rad/s
         dist = np.linalg.norm(new.pos - k.pos) + 2 * arc
-        ang = np.linalg.norm(Rotation.from_matrix(new.rot @ k.rot.T).as_rotvec())
+        ang = np.linalg.norm(matrix_to_rotvec(new.rot @ k.rot.T))
         dur = max(dur, dist / MAX_SPEED, ang / MAX_ANGULAR_SPEED, 1e-3)
         t1 = new.t = k.t + dur
         self.keys.append(new)
@@ -237,23 +304,28 @@ class HandPlan:
 
     def sample(self, times: np.ndarray):
         """Wrist positions (T, 3), rotations (T, 3, 3) and right-convention finger poses (T, 15, 3)."""
+        times = np.asarray(times, np.float64)
         kt = np.array([k.t for k in self.keys])
-        T = len(times)
-        pos, rot, pose = np.empty((T, 3)), np.empty((T, 3, 3)), np.empty((T, 15, 3))
-        seg = np.clip(np.searchsorted(kt, times, side="right") - 1, 0, len(kt) - 2) if len(kt) > 1 else np.zeros(T, int)
-        for i in range(T):
-            if len(kt) == 1:
-                a = b = self.keys[0]
-                s = 0.0
-            else:
-                a, b = self.keys[seg[i]], self.keys[seg[i] + 1]
-                s = float(min_jerk((times[i] - a.t) / max(b.t - a.t, 1e-9)))
-            pos[i] = a.pos + s * (b.pos - a.pos) + 4 * s * (1 - s) * b.arc * UP
-            if np.allclose(a.rot, b.rot):
-                rot[i] = a.rot
-            else:
-                rot[i] = Slerp([0, 1], Rotation.from_matrix(np.stack([a.rot, b.rot])))([s]).as_matrix()[0]
-            pose[i] = a.pose + s * (b.pose - a.pose)
+        if len(kt) == 1:
+            ia = ib = np.zeros(len(times), int)
+            s = np.zeros(len(times))
+        else:
+            ia = np.clip(np.searchsorted(kt, times, side="right") - 1, 0, len(kt) - 2)
+            ib = ia + 1
+            s = min_jerk((times - kt[ia]) / np.maximum(kt[ib] - kt[ia], 1e-9))
+        kpos = np.stack([k.pos for k in self.keys])
+        krot = np.stack([k.rot for k in self.keys])
+        kpose = np.stack([k.pose for k in self.keys])
+        karc = np.array([k.arc for k in self.keys])
+        s1, s3 = s[:, None], s[:, None, None]
+        pos = kpos[ia] + s1 * (kpos[ib] - kpos[ia]) + 4 * s1 * (1 - s1) * karc[ib, None] * UP
+        pose = kpose[ia] + s3 * (kpose[ib] - kpose[ia])
+        # segments whose end rotations agree keep the first one exactly (no slerp round-off)
+        same_key = np.array([np.allclose(krot[i], krot[min(i + 1, len(krot) - 1)]) for i in range(len(krot))], bool)
+        same = same_key[ia]
+        rot = krot[ia].copy()
+        if (~same).any():
+            rot[~same] = slerp_matrices(krot[ia[~same]], krot[ib[~same]], s[~same])
         return pos, rot, pose
 
 
@@ -364,7 +436,7 @@ def task_pick_place(w: World, plan: HandPlan, oi: int, dest: np.ndarray, onto: i
     d = dest - O[:3, 3]
     d[1] = 0
     yaw = rng.normal(0, 0.25)
-    Ry = Rotation.from_rotvec(UP * yaw).as_matrix()
+    Ry = rotvec_to_matrix(UP * yaw)
     place_wrist = O[:3, 3] + d + Ry @ (wrist - O[:3, 3]) + (UP * (dest[1] - O[1, 3]))
     plan.add(w.dur(0.5, 0.9), "move", pos=place_wrist + UP * lift * 0.6, rot=Ry @ R, obj=oi, arc=rng.uniform(0.0, 0.05),
              extra={"onto": onto})
@@ -393,7 +465,7 @@ def task_pour(w: World, plan: HandPlan, oi: int, bowl: int) -> dict:
     up_now = _carry(plan, oi, O, wrist, R, pre)[:3, 1]
     amount = rng.uniform(1.6, 2.0)
     for sgn in (1.0, -1.0):
-        Rr = Rotation.from_rotvec(f * sgn * amount).as_matrix()
+        Rr = rotvec_to_matrix(f * sgn * amount)
         up_after = Rr @ up_now
         score = np.dot(up_after, _n(B[:3, 3] - c_obj))
         if best is None or score > best[0]:
@@ -441,9 +513,9 @@ def task_open_jar(w: World, plan: HandPlan, lid: int, dest: np.ndarray) -> dict:
     ang = 0.0
     for _ in range(int(rng.integers(1, 3))):
         ang += rng.uniform(0.6, 1.0) * (1 if plan.side == "right" else -1)
-        Ry = Rotation.from_rotvec(UP * ang).as_matrix()
+        Ry = rotvec_to_matrix(UP * ang)
         plan.add(w.dur(0.4, 0.7), "twist", pos=c + Ry @ (wrist - c) + UP * 0.003, rot=Ry @ R, obj=lid)
-    Ry = Rotation.from_rotvec(UP * ang).as_matrix()
+    Ry = rotvec_to_matrix(UP * ang)
     w_tw = c + Ry @ (wrist - c) + UP * 0.003
     plan.add(w.dur(0.35, 0.5), "lift", pos=w_tw + UP * rng.uniform(0.07, 0.11), obj=lid)
     d = dest - c
@@ -530,3 +602,192 @@ def free_spot(rng, objects, poses, radius, region_x, region_z, gap=0.03, avoid=(
         if ok:
             return p
     return p
+
+
+# ------------------------------------------------------------------------------------------------
+# worlds: objects + both hands' plans for a scenario
+
+#: Scenarios of the synthetic source (``SynthConfig.scenario``, ``grasp_motion(scenario=...)``).
+SCENARIOS = ("pick_place", "pour", "press", "open_jar", "bimanual_pick")
+
+
+def build_world(rng: np.random.Generator, scenario: str, active: str | None = None):
+    """Objects, their initial poses and both hands' plans for one of :data:`SCENARIOS`.
+
+    ``active`` forces the hand that does the task ('left' or 'right'; None: right with
+    probability 0.65); the random draws are the same either way. Returns (world, plans by side,
+    betas (10,), task records, active side)."""
+    betas = np.clip(rng.normal(0, 0.7, 10), -2.0, 2.0)
+    kin = {s: HandKinematics(hand_model(s), betas) for s in ("left", "right")}
+    rest = {"right": np.array([rng.uniform(0.15, 0.24), 0.035, rng.uniform(0.2, 0.27)]),
+            "left": np.array([-rng.uniform(0.15, 0.24), 0.035, rng.uniform(0.2, 0.27)])}
+    drawn = "right" if rng.random() < 0.65 else "left"
+    active = drawn if active is None else active
+    sx = 1.0 if active == "right" else -1.0
+    n_distract = int(rng.integers(0, 3))
+    kinds = {
+        "pick_place": [str(rng.choice(["cup", "can", "bottle", "box", "block", "ball"]))] + (["plate"] if rng.random() < 0.5 else []),
+        "pour": [str(rng.choice(["cup", "bottle"])), "bowl"],
+        "press": ["button"],
+        "open_jar": ["jar", "lid"],
+        "bimanual_pick": [str(rng.choice(["cup", "can", "block", "ball", "box"])), str(rng.choice(["cup", "can", "block", "ball", "box"]))],
+    }[scenario]
+    kinds = kinds + [str(rng.choice(["cup", "can", "box", "block", "ball", "bottle"])) for _ in range(n_distract)]
+    cols = [list(COLORS)[i] for i in rng.permutation(len(COLORS))[:len(kinds)]]
+    objects = [make_object(k, rng, c) for k, c in zip(kinds, cols)]
+    # positions: the manipulated object on the active hand's side
+    fixed = {}
+    if scenario == "bimanual_pick":
+        fixed[0] = pose_matrix([-rng.uniform(0.08, 0.2), 0.0, rng.uniform(-0.16, -0.02)], rng.uniform(-np.pi, np.pi))
+        fixed[1] = pose_matrix([rng.uniform(0.08, 0.2), 0.0, rng.uniform(-0.16, -0.02)], rng.uniform(-np.pi, np.pi))
+    else:
+        fixed[0] = pose_matrix([sx * rng.uniform(0.03, 0.17), 0.0, rng.uniform(-0.16, -0.02)], rng.uniform(-np.pi, np.pi))
+        if scenario == "open_jar":
+            fixed[1] = pose_matrix(fixed[0][:3, 3] + [0.0, objects[0].height, 0.0], rng.uniform(-np.pi, np.pi))
+    init = place_objects(rng, objects, fixed=fixed)
+    w = World(objects, init, rest, kin, rng, speed=float(rng.uniform(0.75, 1.35)))
+    plans = {s: HandPlan(s, *rest_pose(w, s), SYNERGIES["relaxed"]) for s in ("left", "right")}
+    for s in plans:
+        plans[s].add(rng.uniform(0.0, 0.4), "rest")
+    other = "left" if active == "right" else "right"
+    tasks = []
+    if scenario == "pick_place":
+        onto = 1 if len(kinds) > 1 and kinds[1] == "plate" else None
+        if onto is not None:
+            dest = init[1][:3, 3] + [0.0, objects[1].height, 0.0]
+        else:
+            dest = free_spot(rng, objects, init, objects[0].radius, (-0.22, 0.22), (-0.2, -0.02))
+        tasks.append(task_pick_place(w, plans[active], 0, dest, onto))
+    elif scenario == "pour":
+        if rng.random() < 0.35:
+            tasks.append(task_hold(w, plans[other], 1, until=6.0))
+        tasks.append(task_pour(w, plans[active], 0, 1))
+    elif scenario == "press":
+        tasks.append(task_press(w, plans[active], 0))
+    elif scenario == "open_jar":
+        hold = rng.random() < 0.7
+        if hold:
+            tasks.append(task_hold(w, plans[other], 0, until=0.0))
+        dest = free_spot(rng, objects, init, objects[1].radius, (-0.22, 0.22), (-0.2, -0.02))
+        tasks.append(task_open_jar(w, plans[active], 1, dest))
+        if hold:  # the steadying hand lets go once the lid is off: rebuild its plan with that timing
+            plans[other] = HandPlan(other, *rest_pose(w, other), SYNERGIES["relaxed"])
+            plans[other].add(rng.uniform(0.0, 0.3), "rest")
+            t_lid_off = next(p.t1 for p in plans[active].phases if p.name == "lift")
+            tasks[0] = task_hold(w, plans[other], 0, until=t_lid_off)
+    else:
+        tasks.append(task_pick_place(w, plans["left"], 0, free_spot(rng, objects, init, objects[0].radius, (-0.24, 0.0), (-0.2, -0.02))))
+        plans["right"].add(rng.uniform(0.0, 1.2), "rest")
+        tasks.append(task_pick_place(w, plans["right"], 1, free_spot(rng, objects, init, objects[1].radius, (0.0, 0.24), (-0.2, -0.02))))
+    return w, plans, betas, tasks, active
+
+
+def hand_world(side: str, plan: HandPlan, times: np.ndarray, rng: np.random.Generator, breathe: bool = True):
+    """Sample ``plan`` at ``times``: world wrist positions (T, 3), rotations (T, 3, 3), their
+    axis-angle ``global_orient`` (T, 3) and the side's MANO ``hand_pose`` (T, 45) (mirrored for a
+    left hand), float64. ``breathe`` adds a slight sway of the wrist (2 mm)."""
+    pos, rot, pose = plan.sample(times)
+    if breathe:
+        pos = pos + breathing(times, rng, 0.002)
+    P = torch.as_tensor(pose.reshape(len(times), 45))
+    if side == "left":
+        P = mirror_pose(P)
+    return pos, rot, matrix_to_rotvec(rot), P.numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# the one-hand entry point
+
+
+@dataclass
+class HandMotion:
+    """MANO parameters of one synthetic hand (float64 numpy), in an OpenCV camera frame (x right,
+    y down, z forward; Being-H0's conventions: ``trans`` is the wrist, ``flat_hand_mean``), for
+    the embedded model of ``side`` (or MANO), and the grasp closure per frame."""
+
+    betas: np.ndarray          # (10,)
+    global_orient: np.ndarray  # (T, 3)
+    hand_pose: np.ndarray      # (T, 45)
+    trans: np.ndarray          # (T, 3) wrist position in the camera frame (metres)
+    grasp: np.ndarray          # (T,) closure: 0 open (SYNERGIES["open"]) .. 1 the task's most closed pose
+    side: str = "right"
+    fps: float = 15.0
+    scenario: str = "pick_place"
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.trans)
+
+    def window(self, start: int, stop: int) -> "HandMotion":
+        """Frames ``start:stop`` (same betas)."""
+        sl = slice(start, stop)
+        return HandMotion(self.betas, self.global_orient[sl], self.hand_pose[sl], self.trans[sl], self.grasp[sl],
+                          self.side, self.fps, self.scenario)
+
+
+#: Seed-sequence tag of :func:`grasp_motion` (its streams differ from the episodes' ones).
+_GRASP_STREAM = 0x4D4F54
+
+
+def grasp_motion(frames: int = 90, seed: int = 0, side: str = "right", fps: float = 15.0,
+                 scenario: str | None = "pick_place") -> HandMotion:
+    """A plausible grasp/manipulation motion of one hand over ``frames`` frames, from ``seed``.
+
+    The hand that does ``scenario`` (one of :data:`SCENARIOS`; None: drawn from the seed) in a
+    synthetic scene: it reaches for the object pre-shaping its fingers, closes on it (synergies,
+    contact-driven closure), manipulates it (lift/move/place, pour, press, twist) and lets go.
+    Real time at ``fps``: when the task (about 3-8 s from just before the reach to the end of the
+    retreat) is shorter than the clip, it is centred and the hand rests before and after; when it
+    is longer, the clip is a window that starts during the reach, shows the first contact (grasp,
+    press) at about a third of the clip, and continues into the manipulation. The parameters are
+    expressed in the frame of a camera that sees the hand (the synthetic source's camera model:
+    head camera above the table or third-person). Deterministic in its arguments.
+    """
+    from ...core.errors import UserValueError
+
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 2:
+        raise UserValueError(f"frames={frames!r} must be an integer >= 2")
+    if side not in ("left", "right"):
+        raise UserValueError(f"side must be 'left' or 'right', got {side!r}")
+    if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
+        raise UserValueError(f"fps={fps!r} must be a finite number > 0")
+    if scenario is not None and scenario not in SCENARIOS:
+        raise UserValueError(f"scenario must be one of {SCENARIOS} or None, got {scenario!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _GRASP_STREAM]))
+    scenario = scenario or str(rng.choice(SCENARIOS))
+    w, plans, betas, _, _ = build_world(rng, scenario, active=side)
+    plan = plans[side]
+    busy = [ph for ph in plan.phases if ph.name != "rest"]
+    t0, t1 = max(busy[0].t0 - 0.2, 0.0), busy[-1].t1
+    S = (int(frames) - 1) / fps
+    if S >= t1 - t0:  # the whole task fits: centre it (the hand rests before and after)
+        start = t0 - 0.5 * (S - (t1 - t0))
+    else:  # a window around the first contact, starting during the reach
+        contact = next((ph.t0 for ph in busy if ph.name in ("grasp", "press", "hold")), t0)
+        start = float(np.clip(contact - 0.35 * S, t0, t1 - S))
+    times = start + np.arange(int(frames)) / fps
+    plan.finish(times[-1] + 0.01)
+    pos, rot, go, hp = hand_world(side, plan, times, rng)
+    # closure: projection of the finger pose onto the line from the open hand to the most closed key
+    right = np.stack([k.pose for k in plan.keys])
+    d = (right - SYNERGIES["open"]).reshape(len(right), -1)
+    closed = d[np.argmax(np.linalg.norm(d, axis=1))]
+    cur = (plan.sample(times)[2] - SYNERGIES["open"]).reshape(len(times), -1)
+    grasp = np.clip(cur @ closed / max(float(closed @ closed), 1e-12), 0.0, 1.0)
+    # a camera that sees the hand
+    kp = hand_model(side).keypoints(torch.as_tensor(betas)[None], torch.as_tensor(go), torch.as_tensor(hp),
+                                    torch.as_tensor(pos)).numpy()
+    workspace = np.mean([P[:3, 3] for P in w.init], 0) * np.array([1.0, 0.0, 1.0])
+    rig = sample_camera(rng, workspace)
+    _, E, _ = fit_camera(rig, kp, len(times), fps, (256, 256))
+    go_c, trans_c = world_to_camera(E, rot, pos)
+    return HandMotion(betas=betas, global_orient=go_c, hand_pose=hp, trans=trans_c, grasp=grasp, side=side,
+                      fps=float(fps), scenario=scenario)
+
+
+def world_to_camera(cam_to_world: np.ndarray, rot: np.ndarray, pos: np.ndarray):
+    """Wrist rotations (T, 3, 3) and positions (T, 3) in the world -> (global_orient (T, 3),
+    trans (T, 3)) in the camera of ``cam_to_world`` (T, 4, 4)."""
+    Rw2c = np.swapaxes(cam_to_world[:, :3, :3], 1, 2)
+    trans_c = np.einsum("tij,tj->ti", Rw2c, pos - cam_to_world[:, :3, 3])
+    return matrix_to_rotvec(Rw2c @ rot), trans_c

@@ -288,6 +288,29 @@ def sample_camera(rng: np.random.Generator, workspace: np.ndarray) -> CameraRig:
                      rng.uniform(0.0, 0.5) if rng.random() < 0.4 else 0.0, rng.uniform(0, 2 * np.pi, 6))
 
 
+def fit_camera(rig, pts_world, T, fps, size, min_in=0.95):
+    """Pull the camera back (and widen its view) until most of ``pts_world`` (T, N, 3) are in the
+    image of ``size`` (width, height). Returns (intrinsics fx, fy, cx, cy; cam_to_world (T, 4, 4);
+    the fraction of points in view)."""
+    W, H = size
+    for _ in range(14):
+        K = rig.intrinsics(size)
+        E = rig.cam_to_world(T, fps)
+        Rw2c = np.swapaxes(E[:, :3, :3], 1, 2)
+        pc = np.einsum("tij,tnj->tni", Rw2c, pts_world - E[:, None, :3, 3])
+        z = pc[..., 2]
+        u = K[0] * pc[..., 0] / np.maximum(z, 1e-6) + K[2]
+        v = K[1] * pc[..., 1] / np.maximum(z, 1e-6) + K[3]
+        inside = (z > 0.08) & (u > 0.03 * W) & (u < 0.97 * W) & (v > 0.03 * H) & (v < 0.97 * H)
+        if inside.mean() >= (min_in - 0.05 if rig.kind == "ego" else min_in):
+            break
+        if rig.hfov_deg < 100 and rig.kind == "ego":
+            rig.hfov_deg = min(rig.hfov_deg + 8, 120)
+        else:
+            rig.pull_back(1.12)
+    return rig.intrinsics(size), rig.cam_to_world(T, fps), float(inside.mean())
+
+
 # ------------------------------------------------------------------------------------------------
 # backgrounds, tables, lights
 
