@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..motion.features import FeatureSpec
 from ..motion.windows import FPS, WINDOW_FRAMES
-from .episode import SIDES, Episode
+from .episode import SIDES, Episode, parse_header
+from .integrity import check_header_entry, check_sidecar
 from .samples import (SIDE_IDS, features_batch, hash_uniform, image_frame_index, load_sidecar, reference_index,
                       window_params, window_text)
 from .shards import ShardIndex, read_members
@@ -140,17 +141,19 @@ class ShardDataset(torch.utils.data.Dataset):
                 self._files.clear()
             fh = self._files[ref.shard] = open(ref.shard, "rb")
         where = f"{ref.shard}[{ref.key}]"
+        # Everything read is checked (cheap, on arrays in memory): header and its agreement with the
+        # index, sidecar finiteness and ranges (beingh0.data.integrity). Image samples also
+        # validate the whole episode.
         if self.kind == "image":
             m = read_members(ref.shard, ref.entry, fh=fh)
             ep = Episode.from_members(m, where=where)
-            header = {"text": {"instruction": ep.text.instruction, "summary": ep.text.summary,
-                               "per_hand": ep.text.per_hand, "segments": [vars(s) for s in ep.text.segments]}}
-            motion = load_sidecar(m[ref.entry["motion"]["member"]], where)
         else:
             ep = None
             m = read_members(ref.shard, ref.entry, ["episode.json", ref.entry["motion"]["member"]], fh=fh)
-            header = json.loads(m[f"{ref.key}.episode.json"])
-            motion = load_sidecar(m[ref.entry["motion"]["member"]], where)
+        header = parse_header(m[f"{ref.key}.episode.json"], where)
+        check_header_entry(header, ref.entry, where)
+        motion = load_sidecar(m[ref.entry["motion"]["member"]], where)
+        check_sidecar(motion, where, ref.entry)
         d = {"ref": ref, "header": header, "motion": motion, "episode": ep}
         self._cache[e] = d
         if len(self._cache) > self.cache_size:
@@ -308,6 +311,12 @@ class ResumableLoader:
     ``{"epoch", "position" (global, all ranks), "seed", "num_samples", "fingerprint", ...}``; a fresh
     loader (any ``num_workers``, any world size) given ``load_state_dict(state)`` continues with the
     next sample. An exhausted epoch advances ``epoch`` and resets ``position`` to 0.
+
+    Iterating again **resumes**: each new ``iter(loader)`` starts at the current position, so after
+    a ``break`` the next ``for batch in loader`` delivers the rest of the epoch (no sample twice,
+    none lost), exactly as a fresh loader given ``state_dict()`` would; once the epoch is used up,
+    a new iteration starts the next epoch. Use ``set_epoch(e)`` to restart an epoch from its
+    beginning. One live iterator at a time: starting a new one abandons the previous one.
     """
 
     def __init__(self, dataset: ShardDataset, batch_size: int = 64, *, num_workers: int = 0, seed: int | None = None,
@@ -328,8 +337,12 @@ class ResumableLoader:
         return self.sampler.epoch
 
     def position(self) -> int:
-        """Global position: the sampler's start plus what all ranks consumed (lockstep)."""
-        return min(self.sampler.n, self.sampler.start + self._consumed * self.sampler.world_size)
+        """Global position: the sampler's start plus what all ranks consumed (lockstep); the end of
+        the epoch once this rank has consumed all its samples (ranks agree there, uneven or not)."""
+        s = self.sampler
+        if self._consumed >= len(s):
+            return s.n
+        return s.start + self._consumed * s.world_size
 
     def state_dict(self) -> dict[str, Any]:
         s = self.sampler
@@ -352,7 +365,18 @@ class ResumableLoader:
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
 
+    def set_epoch(self, epoch: int, position: int = 0) -> None:
+        """Start over at global ``position`` of ``epoch`` (the counter restarts there)."""
+        self.sampler.set_epoch(epoch, position)
+        self._consumed = 0
+
     def __iter__(self) -> Iterator[dict]:
+        # Resume from the current position: fold what was consumed into the sampler's start, so a
+        # new iteration after a `break` neither repeats nor skips samples and the count stays true.
+        self.sampler.set_epoch(self.sampler.epoch, self.position())
+        self._consumed = 0
+        if self.sampler.start >= self.sampler.n:  # this epoch is used up: the next one
+            self.sampler.set_epoch(self.sampler.epoch + 1, 0)
         if self._dl is None:  # one DataLoader for the loader's life: persistent workers keep their caches
             kw = dict(self.loader_kwargs)
             kw.setdefault("collate_fn", collate)
