@@ -134,10 +134,9 @@ def _run_process(jobs, workers, progress):
 
 
 def _run_ray(jobs, workers, progress):
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError("backend='ray' needs Ray: pip install 'beingh0[ray]' (or pip install ray)") from None
+    from .extras import require
+
+    ray = require("ray", "ray", "building on Ray (--ray)")
     if not ray.is_initialized():
         ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
     remote = ray.remote(build_shard)

@@ -65,13 +65,11 @@ def _flatten_names(names) -> list[str] | None:
 
 
 def _pq():
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-    except ImportError as e:  # pragma: no cover
-        raise RuntimeError("reading LeRobot data needs pyarrow: pip install 'beingh0[data]' (or pip install pyarrow)") from e
-    return pa, pc, pq
+    from .extras import require
+
+    purpose = "reading LeRobot parquet files"
+    return (require("pyarrow", "data", purpose), require("pyarrow.compute", "data", purpose),
+            require("pyarrow.parquet", "data", purpose))
 
 
 def _column_to_numpy(col, name: str, where) -> np.ndarray:

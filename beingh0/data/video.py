@@ -15,11 +15,9 @@ import numpy as np
 
 
 def _av():
-    try:
-        import av
-    except ImportError as e:  # pragma: no cover - exercised only without the extra
-        raise RuntimeError("video I/O needs PyAV: pip install 'beingh0[data]' (or pip install av)") from e
-    return av
+    from .extras import require
+
+    return require("av", "data", "video I/O (mp4, AV1)")
 
 
 def encode_mp4(frames: np.ndarray, fps: float, crf: int = 23) -> bytes:

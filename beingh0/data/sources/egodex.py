@@ -70,11 +70,9 @@ def joint_names(side: str) -> tuple[str, ...]:
 
 
 def _h5():
-    try:
-        import h5py
-    except ImportError as e:  # pragma: no cover
-        raise RuntimeError("the EgoDex source needs h5py: pip install 'beingh0[data]' (or pip install h5py)") from e
-    return h5py
+    from ..extras import require
+
+    return require("h5py", "data", "the EgoDex source (HDF5)")
 
 
 def _list_items(root, options) -> list[str]:

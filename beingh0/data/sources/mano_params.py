@@ -72,15 +72,20 @@ def check_conventions(conv: dict, where="conventions") -> dict:
 
 
 def _rot(aa: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
+    """Axis-angle (..., 3) -> matrices, float64 (``beingh0.core.rotations``, the one implementation)."""
+    import torch
 
-    return Rotation.from_rotvec(aa).as_matrix()
+    from ...core.rotations import axis_angle_to_matrix
+
+    return axis_angle_to_matrix(torch.as_tensor(np.asarray(aa, np.float64))).numpy()
 
 
 def _aa(R: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
+    import torch
 
-    return Rotation.from_matrix(R).as_rotvec()
+    from ...core.rotations import matrix_to_axis_angle
+
+    return matrix_to_axis_angle(torch.as_tensor(np.asarray(R, np.float64))).numpy()
 
 
 def rest_wrist(model, betas: np.ndarray) -> np.ndarray:
