@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from ..core.errors import UserValueError
 from ..motion.features import FeatureSpec
 from ..motion.windows import FPS, WINDOW_FRAMES
 from .episode import SIDES, Episode, parse_header
@@ -48,7 +49,7 @@ def sample_table(index: ShardIndex, hands=None, sources=None) -> dict[str, np.nd
     hands = tuple(SIDES if hands is None else hands)
     for h in hands:
         if h not in SIDES:
-            raise ValueError(f"hands must be a subset of {SIDES}, got {h!r}")
+            raise UserValueError(f"hands must be a subset of {SIDES}, got {h!r}")
     ep, side, win = [], [], []
     for i, ref in enumerate(index.refs):
         e = ref.entry
@@ -87,11 +88,11 @@ class ShardDataset(torch.utils.data.Dataset):
                  transform: Callable[[dict], dict] | None = None, seed: int = 0, hands=None, sources=None,
                  cache_episodes: int = 64, data_root: str | Path | None = None, verify: str = "size"):
         if kind not in ("motion", "image"):
-            raise ValueError(f"kind must be 'motion' or 'image', got {kind!r}")
+            raise UserValueError(f"kind must be 'motion' or 'image', got {kind!r}")
         if reference not in ("random", "first"):
-            raise ValueError(f"reference must be 'random' or 'first', got {reference!r}")
+            raise UserValueError(f"reference must be 'random' or 'first', got {reference!r}")
         if cache_episodes < 1:
-            raise ValueError(f"cache_episodes must be >= 1, got {cache_episodes}")
+            raise UserValueError(f"cache_episodes must be >= 1, got {cache_episodes}")
         self.root, self.kind, self.spec, self.reference = Path(root), kind, FeatureSpec(feature), reference
         self.transform, self.seed, self.cache_size, self.data_root = transform, int(seed), cache_episodes, data_root
         self.index = ShardIndex(root, verify=verify)
@@ -231,11 +232,11 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: str = "block", episode_s
     if shuffle == "global":
         return rng.permutation(n).astype(np.int64)
     if shuffle != "block":
-        raise ValueError(f"shuffle must be 'block', 'global' or 'none', got {shuffle!r}")
+        raise UserValueError(f"shuffle must be 'block', 'global' or 'none', got {shuffle!r}")
     if episode_starts is None:
         raise ValueError("block shuffling needs episode_starts (ShardDataset.episode_starts())")
     if block_episodes < 1:
-        raise ValueError(f"block_episodes must be >= 1, got {block_episodes}")
+        raise UserValueError(f"block_episodes must be >= 1, got {block_episodes}")
     runs = len(episode_starts) - 1
     parts = []
     perm = rng.permutation(runs)
@@ -258,7 +259,7 @@ def _dist_rank_world(rank, world_size):
         rank = r if rank is None else rank
         world_size = w if world_size is None else world_size
     if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
+        raise UserValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
     return rank, world_size
 
 
@@ -280,7 +281,7 @@ class EpochSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         if not (0 <= start <= self.n):
-            raise ValueError(f"start position {start} is outside the epoch of {self.n} samples")
+            raise UserValueError(f"start position {start} is outside the epoch of {self.n} samples")
         self.epoch, self.start = int(epoch), int(start)
 
     def rank_positions(self) -> np.ndarray:
@@ -323,7 +324,7 @@ class ResumableLoader:
                  shuffle: str = "block", block_episodes: int = 32, rank: int | None = None,
                  world_size: int | None = None, drop_uneven: bool = False, epoch: int = 0, **loader_kwargs):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserValueError(f"batch_size must be >= 1, got {batch_size}")
         self.dataset = dataset
         self.sampler = EpochSampler(dataset, seed=dataset.seed if seed is None else seed, shuffle=shuffle,
                                     block_episodes=block_episodes, rank=rank, world_size=world_size, drop_uneven=drop_uneven)
@@ -353,11 +354,11 @@ class ResumableLoader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         s = self.sampler
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"loader state version {state.get('version')!r}; this beingh0 writes {STATE_VERSION}")
+            raise UserValueError(f"loader state version {state.get('version')!r}; this beingh0 writes {STATE_VERSION}")
         for k, mine in (("seed", s.seed), ("shuffle", s.shuffle), ("block_episodes", s.block_episodes),
                         ("num_samples", s.n), ("fingerprint", self.dataset.fingerprint())):
             if state.get(k) != mine:
-                raise ValueError(f"loader state has {k}={state.get(k)!r} but this loader has {mine!r}: the checkpoint "
+                raise UserValueError(f"loader state has {k}={state.get(k)!r} but this loader has {mine!r}: the checkpoint "
                                  "was made on another dataset or sampler setting; resume with the same ones")
         s.set_epoch(state["epoch"], state["position"])
         self._consumed = 0

@@ -39,7 +39,7 @@ def episode_keypoints(ep: Episode, model_dir: str | Path | None = None) -> dict[
         if model_dir is not None:
             path = Path(model_dir) / f"MANO_{side.upper()}.pkl"
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: no MANO model for the {side} hand in --model-dir")
+                raise UserFileError(f"{path}: no MANO model for the {side} hand in --model-dir")
             m = ManoModel.from_file(path, side=side)
         else:
             m = ManoModel.embedded(side)
@@ -165,18 +165,18 @@ def show_episode(path_or_ep, out: str | Path, frames: Sequence[int] | None = Non
     ep = path_or_ep if isinstance(path_or_ep, Episode) else load_episode(path_or_ep)
     out = Path(out)
     if out.suffix.lower() not in (".png", ".mp4"):
-        raise ValueError(f"--out must end in .png (a grid of frames) or .mp4 (a video), got {out}")
+        raise UserValueError(f"--out must end in .png (a grid of frames) or .mp4 (a video), got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     T = ep.num_frames
     if frames is not None:
         frames = [int(f) for f in frames]
         bad = [f for f in frames if not 0 <= f < T]
         if bad:
-            raise ValueError(f"frames {bad} are outside the episode's 0..{T - 1}")
+            raise UserValueError(f"frames {bad} are outside the episode's 0..{T - 1}")
     kps = episode_keypoints(ep, model_dir)
     if ep.frames.kind == "none":
         if out.suffix.lower() == ".mp4":
-            raise ValueError(f"episode {ep.episode_id} is motion-only (no frames): there is nothing to put in a video; "
+            raise UserValueError(f"episode {ep.episode_id} is motion-only (no frames): there is nothing to put in a video; "
                              "use --out something.png for a plot of its 3-D keypoints")
         log(f"episode {ep.episode_id} is motion-only (no frames): plotting its 3-D keypoint trajectories instead")
         sel = frames if frames is not None else sorted(set(np.linspace(0, T - 1, 4).round().astype(int).tolist()))
