@@ -195,3 +195,29 @@ def test_data_layer_never_resolves_paths_from_its_install_location():
     for f in pkg.rglob("*.py"):
         src = f.read_text()
         assert "__file__" not in src and "../shared" not in src and "parents[" not in src, f
+
+
+def test_random_byte_flips_in_the_sidecar_never_give_nan(clean, tmp_path):
+    """64 random flipped bytes in a sidecar are always caught; even a single flip (which can give
+    plausible finite numbers, found only by --verify hashing) never yields NaN or inf features."""
+    rng = np.random.default_rng(0)
+    ref = ShardIndex(clean).refs[0]
+    off, size = ref.entry["members"][ref.entry["motion"]["member"]]
+    data_start = off + 8 + int.from_bytes(ref.shard.read_bytes()[off:off + 8], "little")  # past the safetensors header
+    caught = {1: 0, 64: 0}
+    for n_flip in (1, 64):
+        for trial in range(10):
+            root = Path(shutil.copytree(clean, tmp_path / f"f{n_flip}_{trial}"))
+            shard = root / ref.shard.name
+            buf = bytearray(shard.read_bytes())
+            for pos in rng.choice(np.arange(data_start, off + size), n_flip, replace=False):
+                buf[pos] ^= int(rng.integers(1, 256))
+            shard.write_bytes(bytes(buf))
+            try:
+                feats = [s["features"].numpy() for s in _samples(root)]
+            except EpisodeFormatError as e:
+                assert f"{shard}[{ref.key}]" in str(e)
+                caught[n_flip] += 1
+                continue
+            assert all(np.isfinite(f).all() for f in feats)
+    assert caught[64] == 10
