@@ -14,8 +14,9 @@ from .episode import (
     load_episode,
     save_episode,
 )
+from .extras import MissingExtraError, require
 
 __all__ = [
     "SCHEMA_VERSION", "CameraTrack", "Episode", "EpisodeFormatError", "Frames", "HandTrack",
-    "TextAnnotations", "TextSegment", "load_episode", "save_episode",
+    "TextAnnotations", "TextSegment", "load_episode", "save_episode", "require", "MissingExtraError",
 ]

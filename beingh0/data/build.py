@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import UserError, UserValueError
 from .samples import MotionOptions, motion_sidecar
 from .shards import INDEX_FORMAT, INDEX_NAME, INDEX_VERSION, MANIFEST_FORMAT, MANIFEST_NAME, shard_name, write_json, write_shard
 from .sources import Source, get_source
@@ -29,6 +30,14 @@ MANIFEST_VERSION = 1
 
 class BuildError(RuntimeError):
     """A source item failed; the message names the source, the item and the cause."""
+
+
+class BuildInputError(BuildError, UserError):
+    """A source item failed on bad input (its cause is a :class:`UserError`): one line, no traceback."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """The output folder holds data that would be replaced."""
 
 
 def _resolve(source: str | Source) -> Source:
@@ -86,7 +95,8 @@ def _build_shard(source, root, items, options, out_dir, shard, motion, skip_erro
         except Exception as e:  # any failure of a third-party reader is reported with its item
             msg = f"source {src.name!r} item {item!r}: {type(e).__name__}: {e}"
             if not skip_errors:
-                raise BuildError(msg + "\n(rerun with --skip-errors to leave failed items out and record them)") from e
+                cls = BuildInputError if isinstance(e, UserError) else BuildError
+                raise cls(msg + " (rerun with --skip-errors to leave failed items out and record them)") from e
             skipped.append({"item": item, "error": msg, "traceback": traceback.format_exc(limit=3)})
     if not eps:
         return None, skipped
@@ -134,10 +144,9 @@ def _run_process(jobs, workers, progress):
 
 
 def _run_ray(jobs, workers, progress):
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError("backend='ray' needs Ray: pip install 'beingh0[ray]' (or pip install ray)") from None
+    from .extras import require
+
+    ray = require("ray", "ray", "building on Ray (--ray)")
     if not ray.is_initialized():
         ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
     remote = ray.remote(build_shard)
@@ -179,17 +188,17 @@ def build_dataset(source: str | Source, root: str | Path | None, out_dir: str | 
     options = dict(options or {})
     motion = motion or MotionOptions()
     if episodes_per_shard < 1:
-        raise ValueError(f"episodes_per_shard must be >= 1, got {episodes_per_shard}")
+        raise UserValueError(f"episodes_per_shard must be >= 1, got {episodes_per_shard}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UserValueError(f"workers must be >= 1, got {workers}")
     if backend not in ("process", "ray"):
-        raise ValueError(f"backend must be 'process' or 'ray', got {backend!r}")
+        raise UserValueError(f"backend must be 'process' or 'ray', got {backend!r}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) or choose another folder")
+            raise OutputExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) or choose another folder")
         if not (out / INDEX_NAME).is_file() and not (out / MANIFEST_NAME).is_file():
-            raise FileExistsError(f"{out} is not empty and is not a beingh0 dataset; refusing to overwrite it")
+            raise OutputExistsError(f"{out} is not empty and is not a beingh0 dataset; refusing to overwrite it")
         for p in list(out.glob("shard-*.tar")) + [out / INDEX_NAME, out / MANIFEST_NAME]:
             if p.exists():
                 p.unlink()
@@ -199,9 +208,9 @@ def build_dataset(source: str | Source, root: str | Path | None, out_dir: str | 
     if max_items is not None:
         items = items[:max_items]
     if not items:
-        raise ValueError(f"source {src.name!r} lists no items under {root!r} with options {options}")
+        raise UserValueError(f"source {src.name!r} lists no items under {root!r} with options {options}")
     if len(set(items)) != len(items):
-        raise ValueError(f"source {src.name!r} lists duplicate items; item ids must be unique")
+        raise UserValueError(f"source {src.name!r} lists duplicate items; item ids must be unique")
     ref = src.name if not isinstance(source, Source) else src
     jobs = [(ref, None if rootp is None else str(rootp), items[i:i + episodes_per_shard], options, str(out),
              i // episodes_per_shard, motion, skip_errors) for i in range(0, len(items), episodes_per_shard)]
@@ -247,5 +256,5 @@ def remove_dataset(path: str | Path) -> None:
     """Delete a dataset folder built by :func:`build_dataset` (refuses other folders)."""
     p = Path(path)
     if not (p / INDEX_NAME).is_file():
-        raise ValueError(f"{p} has no {INDEX_NAME}; not removing a folder that is not a beingh0 dataset")
+        raise UserValueError(f"{p} has no {INDEX_NAME}; not removing a folder that is not a beingh0 dataset")
     shutil.rmtree(p)

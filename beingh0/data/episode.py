@@ -44,6 +44,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..core.errors import UserFileError, UserValueError
+
 SCHEMA_NAME = "beingh0.episode"
 SCHEMA_VERSION = 1
 SIDES = ("left", "right")
@@ -51,9 +53,18 @@ DIST_MODELS = {"radtan": (4, 5), "fisheye": (4,)}
 FRAME_KINDS = ("none", "mp4", "jpeg", "external")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _HAND_FIELDS = ("global_orient", "hand_pose", "betas", "trans", "valid", "confidence")
+_ROBOT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+#: Plausibility bounds checked on load (cheap, vectorised): values past them are corrupt data (a
+#: flipped bit, an unset buffer, millimetres for metres), never a real hand. Axis-angle components
+#: in radians, MANO ``trans`` in metres from the camera, shape coefficients in standard deviations.
+MAX_ABS_ANGLE = 100.0
+MAX_ABS_TRANS_M = 1000.0
+MAX_ABS_BETA = 100.0
+MAX_FPS = 10000.0
 
 
-class EpisodeFormatError(ValueError):
+class EpisodeFormatError(UserValueError):
     """A malformed episode: the message names the file (or episode) and the field."""
 
 
@@ -105,6 +116,15 @@ class HandTrack:
                 _fail(where, pre + name, f"non-finite values at valid frames {np.flatnonzero(bad)[:5].tolist()}")
         if self.betas.dtype != np.float32 or not np.isfinite(self.betas).all():
             _fail(where, pre + "betas", "expected 10 finite float32 values")
+        if np.abs(self.betas).max(initial=0) > MAX_ABS_BETA:
+            _fail(where, pre + "betas", f"|beta| up to {np.abs(self.betas).max():.3g}; plausible shapes lie within "
+                  f"+-{MAX_ABS_BETA:g} (corrupt data, or keypoints fitted in millimetres?)")
+        for name, lim, unit in (("global_orient", MAX_ABS_ANGLE, "rad"), ("hand_pose", MAX_ABS_ANGLE, "rad"),
+                                ("trans", MAX_ABS_TRANS_M, "m")):
+            a = np.abs(getattr(self, name)[self.valid])
+            if a.size and a.max() > lim:  # NaN compares False: non-finite values are reported above
+                _fail(where, pre + name, f"values up to {a.max():.3g} {unit} at valid frames; more than {lim:g} {unit} "
+                      "is corrupt data (or a unit mistake)")
         if ((self.confidence < 0) | (self.confidence > 1)).any() and np.isfinite(self.confidence).all():
             _fail(where, pre + "confidence", "values must lie in [0, 1]")
 
@@ -172,10 +192,10 @@ class Frames:
     data: bytes | list[bytes] | None = None  # mp4 bytes, or one JPEG per frame
     path: str | None = None  # external video, relative to the data root given at load time
 
-    def validate(self, T: int, where: str) -> None:
+    def validate(self, T: int, where: str, data: bool = True) -> None:
         if self.kind not in FRAME_KINDS:
             _fail(where, "frames.kind", f"{self.kind!r} is not one of {FRAME_KINDS}")
-        if self.kind == "jpeg":
+        if self.kind == "jpeg" and data:
             if not isinstance(self.data, list) or len(self.data) != T:
                 _fail(where, "frames.data", f"expected {T} JPEG frames, got {len(self.data) if isinstance(self.data, list) else type(self.data).__name__}")
             for i, b in enumerate(self.data):
@@ -186,7 +206,7 @@ class Frames:
                 _fail(where, "frames.indices", f"expected ({T},) int64 video frame indices")
             if T and (self.indices < 0).any():
                 _fail(where, "frames.indices", "negative frame index")
-        if self.kind == "mp4" and not isinstance(self.data, (bytes, bytearray)):
+        if self.kind == "mp4" and data and not isinstance(self.data, (bytes, bytearray)):
             _fail(where, "frames.data", "expected the mp4 file's bytes")
         if self.kind == "external" and not self.path:
             _fail(where, "frames.path", "external frames need the video path")
@@ -229,6 +249,87 @@ class TextAnnotations:
                 _fail(where, f, "instruction and caption must be strings")
 
 
+def _check_fps_frames(fps, T, where: str) -> None:
+    if isinstance(fps, bool) or not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        _fail(where, "fps", f"must be a positive number of frames per second (at most {MAX_FPS:g}), got {fps!r}")
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        _fail(where, "num_frames", f"must be a positive integer, got {T!r}")
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_header(h: Any, where: str) -> dict:
+    """Structure and value check of a parsed ``<key>.episode.json`` (no arrays needed; cheap).
+
+    What the motion loader, ``data stats`` and :meth:`Episode.from_members` read from the header is
+    checked here, so a malformed header fails with the file and the field, never a KeyError later.
+    """
+    if not isinstance(h, dict):
+        _fail(where, "episode.json", "top level must be an object")
+    if h.get("schema") != SCHEMA_NAME:
+        _fail(where, "schema", f"{h.get('schema')!r} is not {SCHEMA_NAME!r}")
+    if h.get("version") != SCHEMA_VERSION:
+        _fail(where, "version", f"format version {h.get('version')!r}; this beingh0 reads version {SCHEMA_VERSION} "
+                                "(upgrade beingh0 or rebuild the data)")
+    for name in ("episode_id", "source", "license"):
+        if not isinstance(h.get(name), str) or not h[name]:
+            _fail(where, name, f"must be a non-empty string, got {h.get(name)!r}")
+    _check_fps_frames(h.get("fps"), h.get("num_frames"), where)
+    hands = h.get("hands")
+    if not isinstance(hands, list) or any(s not in SIDES for s in hands) or len(set(hands)) != len(hands):
+        _fail(where, "hands", f"must be a list of distinct 'left'/'right', got {hands!r}")
+    cam = h.get("camera")
+    if not isinstance(cam, dict):
+        _fail(where, "camera", f"must be an object with width and height, got {cam!r}")
+    for k in ("width", "height"):
+        v = cam.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            _fail(where, f"camera.{k}", f"must be a positive integer (pixels), got {v!r}")
+    fr = h.get("frames")
+    if not isinstance(fr, dict) or fr.get("kind") not in FRAME_KINDS:
+        _fail(where, "frames.kind", f"must be one of {FRAME_KINDS}, got {fr.get('kind') if isinstance(fr, dict) else fr!r}")
+    if fr.get("path") is not None and not isinstance(fr["path"], str):
+        _fail(where, "frames.path", "must be a string or null")
+    t = h.get("text")
+    if not isinstance(t, dict):
+        _fail(where, "text", f"must be an object with instruction, summary, per_hand and segments, got {t!r}")
+    for name in ("instruction", "summary"):
+        if not isinstance(t.get(name), str):
+            _fail(where, f"text.{name}", f"must be a string, got {t.get(name)!r}")
+    ph = t.get("per_hand")
+    if not isinstance(ph, dict) or not all(k in SIDES and isinstance(v, str) for k, v in ph.items()):
+        _fail(where, "text.per_hand", f"must map 'left'/'right' to strings, got {ph!r}")
+    segs = t.get("segments")
+    if not isinstance(segs, list):
+        _fail(where, "text.segments", f"must be a list, got {segs!r}")
+    duration = h["num_frames"] / h["fps"]
+    for i, s in enumerate(segs):
+        f = f"text.segments[{i}]"
+        if not isinstance(s, dict) or set(s) != {"t0", "t1", "instruction", "caption", "hand"}:
+            _fail(where, f, f"must be an object with exactly t0, t1, instruction, caption, hand; got {s!r}")
+        if not (_is_num(s.get("t0")) and _is_num(s.get("t1")) and 0 <= s["t0"] < s["t1"] <= duration + 1e-6):
+            _fail(where, f, f"needs numbers 0 <= t0 < t1 <= duration ({duration:.3f} s), got [{s.get('t0')!r}, {s.get('t1')!r})")
+        if s["hand"] not in ("both",) + SIDES:
+            _fail(where, f"{f}.hand", f"must be 'both', 'left' or 'right', got {s.get('hand')!r}")
+        if not isinstance(s["instruction"], str) or not isinstance(s["caption"], str):
+            _fail(where, f, "instruction and caption must be strings")
+    if "meta" in h and not isinstance(h["meta"], dict):
+        _fail(where, "meta", "must be an object")
+    return h
+
+
+def parse_header(data: bytes, where: str) -> dict:
+    """Parse and validate the bytes of a ``<key>.episode.json`` member."""
+    try:
+        h = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EpisodeFormatError(f"{where}: field 'episode.json': not valid JSON ({e}); the file is corrupt, "
+                                 "rebuild the dataset or episode") from None
+    return validate_header(h, where)
+
+
 @dataclass
 class Episode:
     episode_id: str
@@ -241,31 +342,42 @@ class Episode:
     frames: Frames = field(default_factory=Frames)
     text: TextAnnotations = field(default_factory=TextAnnotations)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: robot episodes (LeRobot): per-frame numeric features by name (``"observation.state"``,
+    #: ``"action"``...), (T,) or (T, n) float32/float64/int64, stored as ``robot.<name>`` arrays.
+    robot: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
         return self.num_frames / self.fps
 
-    def validate(self, where: str | None = None) -> "Episode":
+    def validate(self, where: str | None = None, *, frames: bool = True) -> "Episode":
+        """Check the whole episode (``frames=False``: not the frame data, which was not read)."""
         where = where or f"episode {self.episode_id!r}"
         if not isinstance(self.episode_id, str) or not _KEY_RE.match(self.episode_id):
             _fail(where, "episode_id", f"{self.episode_id!r} must be non-empty and use only letters, digits, '_' and '-'")
         for name in ("source", "license"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 _fail(where, name, "must be a non-empty string")
-        if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
-            _fail(where, "fps", f"must be a positive number, got {self.fps!r}")
+        _check_fps_frames(self.fps, self.num_frames, where)
         T = self.num_frames
-        if not isinstance(T, int) or T < 1:
-            _fail(where, "num_frames", f"must be a positive integer, got {T!r}")
-        if not self.hands:
-            _fail(where, "hands", "an episode needs at least one hand track")
+        if not self.hands and not self.robot:
+            _fail(where, "hands", "an episode needs at least one hand track (or robot arrays)")
         for side, h in self.hands.items():
             if side not in SIDES:
                 _fail(where, "hands", f"unknown side {side!r}; use 'left' or 'right'")
             h.validate(T, where, side)
+        for name, a in self.robot.items():
+            f = f"robot.{name}"
+            if not isinstance(name, str) or not _ROBOT_RE.match(name):
+                _fail(where, "robot", f"feature name {name!r} must use letters, digits, '_', '-' and '.'")
+            if not isinstance(a, np.ndarray) or a.ndim not in (1, 2) or a.shape[0] != T:
+                _fail(where, f, f"shape {getattr(a, 'shape', None)}, expected ({T},) or ({T}, n)")
+            if a.dtype not in (np.float32, np.float64, np.int64):
+                _fail(where, f, f"dtype {a.dtype}, expected float32, float64 or int64")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                _fail(where, f, "contains NaN or inf")
         self.camera.validate(T, where)
-        self.frames.validate(T, where)
+        self.frames.validate(T, where, data=frames)
         self.text.validate(self.duration, where)
         try:
             json.dumps(self.meta)
@@ -286,6 +398,8 @@ class Episode:
             out["camera.distortion"] = self.camera.distortion
         if self.frames.indices is not None:
             out["frames.indices"] = self.frames.indices
+        for name, a in self.robot.items():
+            out[f"robot.{name}"] = a
         return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
     def header(self) -> dict[str, Any]:
@@ -330,22 +444,17 @@ class Episode:
         return members
 
     @classmethod
-    def from_members(cls, members: Mapping[str, bytes], where: str = "<memory>") -> "Episode":
-        """Inverse of :meth:`to_members`; validates everything (``where`` names the file in errors)."""
+    def from_members(cls, members: Mapping[str, bytes], where: str = "<memory>", *, frames: bool = True) -> "Episode":
+        """Inverse of :meth:`to_members`; validates everything (``where`` names the file in errors).
+
+        ``frames=False`` reads no frame members (``frames.data`` stays None): for checks and
+        motion-only uses of episodes whose pixels are not needed.
+        """
         heads = [n for n in members if n.endswith(".episode.json")]
         if len(heads) != 1:
             raise EpisodeFormatError(f"{where}: expected exactly one '<key>.episode.json' member, found {len(heads)}")
         key = heads[0][: -len(".episode.json")]
-        try:
-            h = json.loads(members[heads[0]].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise EpisodeFormatError(f"{where}: field 'episode.json': not valid JSON ({e})") from None
-        if not isinstance(h, dict):
-            _fail(where, "episode.json", "top level must be an object")
-        if h.get("schema") != SCHEMA_NAME:
-            _fail(where, "schema", f"{h.get('schema')!r} is not {SCHEMA_NAME!r}")
-        if h.get("version") != SCHEMA_VERSION:
-            _fail(where, "version", f"format version {h.get('version')!r}; this beingh0 reads version {SCHEMA_VERSION} (upgrade beingh0 or rebuild the data)")
+        h = parse_header(members[heads[0]], where)
         arr_name = f"{key}.arrays.safetensors"
         if arr_name not in members:
             _fail(where, "arrays.safetensors", "member missing (truncated file?)")
@@ -360,55 +469,53 @@ class Episode:
             _fail(where, "arrays", f"manifest lists {sorted(manifest) if isinstance(manifest, dict) else manifest!r} but the file holds {sorted(arrays)}")
         for name, spec in manifest.items():
             a = arrays[name]
-            if list(a.shape) != spec.get("shape") or str(a.dtype) != spec.get("dtype"):
+            if not isinstance(spec, dict) or list(a.shape) != spec.get("shape") or str(a.dtype) != spec.get("dtype"):
                 _fail(where, name, f"stored {a.shape} {a.dtype} does not match the manifest {spec}")
-        try:
-            hands = {}
-            for side in h["hands"]:
-                def get(n, side=side):
-                    name = f"hands.{side}.{n}"
-                    if name not in arrays:
-                        _fail(where, name, "missing")
-                    return arrays[name]
+        hands = {}
+        for side in h["hands"]:
+            def get(n, side=side):
+                name = f"hands.{side}.{n}"
+                if name not in arrays:
+                    _fail(where, name, "missing")
+                return arrays[name]
 
-                hands[side] = HandTrack(
-                    get("global_orient"), get("hand_pose"), get("betas"), get("trans"), get("valid").astype(bool), get("confidence")
-                )
-            cam = h["camera"]
-            if "camera.intrinsics" not in arrays or "camera.cam_to_world" not in arrays:
-                _fail(where, "camera", "intrinsics / cam_to_world arrays missing")
-            camera = CameraTrack(
-                arrays["camera.intrinsics"], cam["width"], cam["height"], arrays["camera.cam_to_world"],
-                arrays.get("camera.distortion"), cam.get("distortion_model"),
+            hands[side] = HandTrack(
+                get("global_orient"), get("hand_pose"), get("betas"), get("trans"), get("valid").astype(bool), get("confidence")
             )
-            fr = h["frames"]
-            kind = fr["kind"]
-            data: Any = None
-            if kind == "mp4":
-                if f"{key}.frames.mp4" not in members:
-                    _fail(where, "frames.mp4", "member missing (truncated file?)")
-                data = bytes(members[f"{key}.frames.mp4"])
-            elif kind == "jpeg":
-                n = fr.get("count")
-                if not isinstance(n, int) or n < 0:
-                    _fail(where, "frames.count", f"expected a frame count, got {n!r}")
-                data = []
-                for i in range(n):
-                    m = f"{key}.frames.{i:06d}.jpg"
-                    if m not in members:
-                        _fail(where, m, "member missing (truncated file?)")
-                    data.append(bytes(members[m]))
-            frames = Frames(kind, arrays.get("frames.indices"), data, fr.get("path"))
-            t = h["text"]
-            text = TextAnnotations(t["instruction"], t["summary"], dict(t["per_hand"]), [TextSegment(**s) for s in t["segments"]])
-            ep = cls(h["episode_id"], h["source"], h["license"], h["fps"], h["num_frames"], hands, camera, frames, text, h.get("meta", {}))
-        except EpisodeFormatError:
-            raise
-        except (KeyError, TypeError, AttributeError) as e:
-            raise EpisodeFormatError(f"{where}: field {e!s}: missing or of the wrong type in episode.json") from None
+        cam = h["camera"]
+        if "camera.intrinsics" not in arrays or "camera.cam_to_world" not in arrays:
+            _fail(where, "camera", "intrinsics / cam_to_world arrays missing")
+        camera = CameraTrack(
+            arrays["camera.intrinsics"], cam["width"], cam["height"], arrays["camera.cam_to_world"],
+            arrays.get("camera.distortion"), cam.get("distortion_model"),
+        )
+        fr = h["frames"]
+        kind = fr["kind"]
+        data: Any = None
+        if kind == "mp4" and frames:
+            if f"{key}.frames.mp4" not in members:
+                _fail(where, "frames.mp4", "member missing (truncated file?)")
+            data = bytes(members[f"{key}.frames.mp4"])
+        elif kind == "jpeg" and frames:
+            n = fr.get("count")
+            if not isinstance(n, int) or n < 0:
+                _fail(where, "frames.count", f"expected a frame count, got {n!r}")
+            data = []
+            for i in range(n):
+                m = f"{key}.frames.{i:06d}.jpg"
+                if m not in members:
+                    _fail(where, m, "member missing (truncated file?)")
+                data.append(bytes(members[m]))
+        fr_obj = Frames(kind, arrays.get("frames.indices"), data, fr.get("path"))
+        t = h["text"]
+        text = TextAnnotations(t["instruction"], t["summary"], dict(t["per_hand"]),
+                               [TextSegment(**s) for s in t["segments"]])
+        robot = {k[len("robot."):]: v for k, v in arrays.items() if k.startswith("robot.")}
+        ep = cls(h["episode_id"], h["source"], h["license"], h["fps"], h["num_frames"], hands, camera, fr_obj, text,
+                 h.get("meta", {}), robot)
         if ep.episode_id != key:
             _fail(where, "episode_id", f"{ep.episode_id!r} does not match the member key {key!r}")
-        return ep.validate(where)
+        return ep.validate(where, frames=frames)
 
 
 def save_episode(ep: Episode, path: str | Path) -> Path:
@@ -428,8 +535,10 @@ def save_episode(ep: Episode, path: str | Path) -> Path:
 def read_tar_members(path: str | Path) -> dict[str, bytes]:
     """All regular members of a tar file; errors name the file (truncated, not a tar, links...)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserFileError(f"{path} is a folder; give an episode .tar file (or use a dataset folder where one is accepted)")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such episode/shard file")
+        raise UserFileError(f"{path}: no such episode/shard file")
     out: dict[str, bytes] = {}
     try:
         with tarfile.open(path, "r:") as tf:

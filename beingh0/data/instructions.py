@@ -213,6 +213,8 @@ def instruction_samples(episode: Mapping[str, Any], seed: int = 0, options: Inst
     motion placeholders count from t0), image_time, template (id), prompt, response.
     """
     key, text, hands = episode["key"], episode["text"], sorted(episode["hands"])
+    if not hands:  # a robot episode (LeRobot): no hand motion to put into instruction samples
+        return []
     total = int(min(options.max_seconds, np.floor(episode["duration"] + 1e-6)))
     rng = _rng(seed, key)
     both = "both" if len(hands) == 2 else hands[0]

@@ -37,10 +37,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.errors import UserFileError, UserValueError
+
 VERSIONS = ("v2.0", "v2.1", "v3.0")
 
 
-class LeRobotFormatError(ValueError):
+class LeRobotFormatError(UserValueError):
     """A malformed LeRobot dataset; the message names the file and the field."""
 
 
@@ -65,13 +67,11 @@ def _flatten_names(names) -> list[str] | None:
 
 
 def _pq():
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-    except ImportError as e:  # pragma: no cover
-        raise RuntimeError("reading LeRobot data needs pyarrow: pip install 'beingh0[data]' (or pip install pyarrow)") from e
-    return pa, pc, pq
+    from .extras import require
+
+    purpose = "reading LeRobot parquet files"
+    return (require("pyarrow", "data", purpose), require("pyarrow.compute", "data", purpose),
+            require("pyarrow.parquet", "data", purpose))
 
 
 def _column_to_numpy(col, name: str, where) -> np.ndarray:
@@ -151,7 +151,7 @@ class LeRobotDataset:
         self.root = Path(root)
         info_path = self.root / "meta" / "info.json"
         if not info_path.is_file():
-            raise FileNotFoundError(f"{info_path}: missing; is {self.root} a LeRobot dataset (meta/info.json)?")
+            raise UserFileError(f"{info_path}: missing; is {self.root} a LeRobot dataset (meta/info.json)?")
         try:
             info = json.loads(info_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -226,7 +226,7 @@ class LeRobotDataset:
         if self.version.startswith("v2"):
             p = meta / "episodes.jsonl"
             if not p.is_file():
-                raise FileNotFoundError(f"{p}: missing (the episode list of a {self.version} dataset)")
+                raise UserFileError(f"{p}: missing (the episode list of a {self.version} dataset)")
             for ln, line in enumerate(p.read_text().splitlines(), 1):
                 if not line.strip():
                     continue
@@ -240,7 +240,7 @@ class LeRobotDataset:
         _, _, pq = _pq()
         files = sorted((meta / "episodes").rglob("*.parquet"))
         if not files:
-            raise FileNotFoundError(f"{meta / 'episodes'}: no episode metadata parquet files (v3.0 dataset)")
+            raise UserFileError(f"{meta / 'episodes'}: no episode metadata parquet files (v3.0 dataset)")
         for f in files:
             try:
                 rows = pq.read_table(f).to_pylist()
@@ -257,10 +257,14 @@ class LeRobotDataset:
         meta = self.root / "meta"
         if (meta / "tasks.jsonl").is_file():
             out = {}
-            for line in (meta / "tasks.jsonl").read_text().splitlines():
+            p = meta / "tasks.jsonl"
+            for ln, line in enumerate(p.read_text().splitlines(), 1):
                 if line.strip():
-                    r = json.loads(line)
-                    out[int(r["task_index"])] = str(r["task"])
+                    try:
+                        r = json.loads(line)
+                        out[int(r["task_index"])] = str(r["task"])
+                    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                        raise LeRobotFormatError(f"{p}: line {ln}: needs task_index and task ({e})") from None
             return out
         if (meta / "tasks.parquet").is_file():
             _, _, pq = _pq()
@@ -271,7 +275,9 @@ class LeRobotDataset:
 
     def _row(self, i: int) -> dict:
         if i not in self._episodes:
-            raise IndexError(f"{self.root}: episode {i} is not listed (the metadata lists {self.num_episodes} episodes: "
+            from .shards import EpisodeLookupError
+
+            raise EpisodeLookupError(f"{self.root}: episode {i} is not listed (the metadata lists {self.num_episodes} episodes: "
                              f"{self.episode_indices()[:5]}...)")
         return self._episodes[i]
 
@@ -306,7 +312,7 @@ class LeRobotDataset:
         path = self.data_file(i)
         if not path.is_file():
             have = self.available_episodes()
-            raise FileNotFoundError(f"{self.root}: episode {i} is listed in the metadata but its data file {path} is missing "
+            raise UserFileError(f"{self.root}: episode {i} is listed in the metadata but its data file {path} is missing "
                                     f"(partial download?); episodes present: {have[:10]}{'...' if len(have) > 10 else ''}")
         pa, pc, pq = _pq()
         try:
@@ -350,7 +356,7 @@ class LeRobotDataset:
             vfrom[k] = float(r.get(f"videos/{k}/from_timestamp", 0.0) or 0.0)
             vf = self.video_file(i, k)
             if not vf.is_file():
-                raise FileNotFoundError(f"{self.root}: episode {i}: video {vf} of {k!r} is missing (partial download?)")
+                raise UserFileError(f"{self.root}: episode {i}: video {vf} of {k!r} is missing (partial download?)")
         return LeRobotEpisode(self, i, n, tasks, data, vfrom)
 
     def __repr__(self) -> str:

@@ -32,9 +32,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from ..core.errors import UserValueError
 from ..motion.features import FeatureSpec
 from ..motion.windows import FPS, WINDOW_FRAMES
-from .episode import SIDES, Episode
+from .episode import SIDES, Episode, parse_header
+from .integrity import check_header_entry, check_sidecar
 from .samples import (SIDE_IDS, features_batch, hash_uniform, image_frame_index, load_sidecar, reference_index,
                       window_params, window_text)
 from .shards import ShardIndex, read_members
@@ -47,7 +49,7 @@ def sample_table(index: ShardIndex, hands=None, sources=None) -> dict[str, np.nd
     hands = tuple(SIDES if hands is None else hands)
     for h in hands:
         if h not in SIDES:
-            raise ValueError(f"hands must be a subset of {SIDES}, got {h!r}")
+            raise UserValueError(f"hands must be a subset of {SIDES}, got {h!r}")
     ep, side, win = [], [], []
     for i, ref in enumerate(index.refs):
         e = ref.entry
@@ -86,11 +88,11 @@ class ShardDataset(torch.utils.data.Dataset):
                  transform: Callable[[dict], dict] | None = None, seed: int = 0, hands=None, sources=None,
                  cache_episodes: int = 64, data_root: str | Path | None = None, verify: str = "size"):
         if kind not in ("motion", "image"):
-            raise ValueError(f"kind must be 'motion' or 'image', got {kind!r}")
+            raise UserValueError(f"kind must be 'motion' or 'image', got {kind!r}")
         if reference not in ("random", "first"):
-            raise ValueError(f"reference must be 'random' or 'first', got {reference!r}")
+            raise UserValueError(f"reference must be 'random' or 'first', got {reference!r}")
         if cache_episodes < 1:
-            raise ValueError(f"cache_episodes must be >= 1, got {cache_episodes}")
+            raise UserValueError(f"cache_episodes must be >= 1, got {cache_episodes}")
         self.root, self.kind, self.spec, self.reference = Path(root), kind, FeatureSpec(feature), reference
         self.transform, self.seed, self.cache_size, self.data_root = transform, int(seed), cache_episodes, data_root
         self.index = ShardIndex(root, verify=verify)
@@ -140,17 +142,19 @@ class ShardDataset(torch.utils.data.Dataset):
                 self._files.clear()
             fh = self._files[ref.shard] = open(ref.shard, "rb")
         where = f"{ref.shard}[{ref.key}]"
+        # Everything read is checked (cheap, on arrays in memory): header and its agreement with the
+        # index, sidecar finiteness and ranges (beingh0.data.integrity). Image samples also
+        # validate the whole episode.
         if self.kind == "image":
             m = read_members(ref.shard, ref.entry, fh=fh)
             ep = Episode.from_members(m, where=where)
-            header = {"text": {"instruction": ep.text.instruction, "summary": ep.text.summary,
-                               "per_hand": ep.text.per_hand, "segments": [vars(s) for s in ep.text.segments]}}
-            motion = load_sidecar(m[ref.entry["motion"]["member"]], where)
         else:
             ep = None
             m = read_members(ref.shard, ref.entry, ["episode.json", ref.entry["motion"]["member"]], fh=fh)
-            header = json.loads(m[f"{ref.key}.episode.json"])
-            motion = load_sidecar(m[ref.entry["motion"]["member"]], where)
+        header = parse_header(m[f"{ref.key}.episode.json"], where)
+        check_header_entry(header, ref.entry, where)
+        motion = load_sidecar(m[ref.entry["motion"]["member"]], where)
+        check_sidecar(motion, where, ref.entry)
         d = {"ref": ref, "header": header, "motion": motion, "episode": ep}
         self._cache[e] = d
         if len(self._cache) > self.cache_size:
@@ -228,11 +232,11 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: str = "block", episode_s
     if shuffle == "global":
         return rng.permutation(n).astype(np.int64)
     if shuffle != "block":
-        raise ValueError(f"shuffle must be 'block', 'global' or 'none', got {shuffle!r}")
+        raise UserValueError(f"shuffle must be 'block', 'global' or 'none', got {shuffle!r}")
     if episode_starts is None:
         raise ValueError("block shuffling needs episode_starts (ShardDataset.episode_starts())")
     if block_episodes < 1:
-        raise ValueError(f"block_episodes must be >= 1, got {block_episodes}")
+        raise UserValueError(f"block_episodes must be >= 1, got {block_episodes}")
     runs = len(episode_starts) - 1
     parts = []
     perm = rng.permutation(runs)
@@ -255,7 +259,7 @@ def _dist_rank_world(rank, world_size):
         rank = r if rank is None else rank
         world_size = w if world_size is None else world_size
     if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
+        raise UserValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
     return rank, world_size
 
 
@@ -277,7 +281,7 @@ class EpochSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         if not (0 <= start <= self.n):
-            raise ValueError(f"start position {start} is outside the epoch of {self.n} samples")
+            raise UserValueError(f"start position {start} is outside the epoch of {self.n} samples")
         self.epoch, self.start = int(epoch), int(start)
 
     def rank_positions(self) -> np.ndarray:
@@ -308,13 +312,19 @@ class ResumableLoader:
     ``{"epoch", "position" (global, all ranks), "seed", "num_samples", "fingerprint", ...}``; a fresh
     loader (any ``num_workers``, any world size) given ``load_state_dict(state)`` continues with the
     next sample. An exhausted epoch advances ``epoch`` and resets ``position`` to 0.
+
+    Iterating again **resumes**: each new ``iter(loader)`` starts at the current position, so after
+    a ``break`` the next ``for batch in loader`` delivers the rest of the epoch (no sample twice,
+    none lost), exactly as a fresh loader given ``state_dict()`` would; once the epoch is used up,
+    a new iteration starts the next epoch. Use ``set_epoch(e)`` to restart an epoch from its
+    beginning. One live iterator at a time: starting a new one abandons the previous one.
     """
 
     def __init__(self, dataset: ShardDataset, batch_size: int = 64, *, num_workers: int = 0, seed: int | None = None,
                  shuffle: str = "block", block_episodes: int = 32, rank: int | None = None,
                  world_size: int | None = None, drop_uneven: bool = False, epoch: int = 0, **loader_kwargs):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserValueError(f"batch_size must be >= 1, got {batch_size}")
         self.dataset = dataset
         self.sampler = EpochSampler(dataset, seed=dataset.seed if seed is None else seed, shuffle=shuffle,
                                     block_episodes=block_episodes, rank=rank, world_size=world_size, drop_uneven=drop_uneven)
@@ -328,8 +338,12 @@ class ResumableLoader:
         return self.sampler.epoch
 
     def position(self) -> int:
-        """Global position: the sampler's start plus what all ranks consumed (lockstep)."""
-        return min(self.sampler.n, self.sampler.start + self._consumed * self.sampler.world_size)
+        """Global position: the sampler's start plus what all ranks consumed (lockstep); the end of
+        the epoch once this rank has consumed all its samples (ranks agree there, uneven or not)."""
+        s = self.sampler
+        if self._consumed >= len(s):
+            return s.n
+        return s.start + self._consumed * s.world_size
 
     def state_dict(self) -> dict[str, Any]:
         s = self.sampler
@@ -340,11 +354,11 @@ class ResumableLoader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         s = self.sampler
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"loader state version {state.get('version')!r}; this beingh0 writes {STATE_VERSION}")
+            raise UserValueError(f"loader state version {state.get('version')!r}; this beingh0 writes {STATE_VERSION}")
         for k, mine in (("seed", s.seed), ("shuffle", s.shuffle), ("block_episodes", s.block_episodes),
                         ("num_samples", s.n), ("fingerprint", self.dataset.fingerprint())):
             if state.get(k) != mine:
-                raise ValueError(f"loader state has {k}={state.get(k)!r} but this loader has {mine!r}: the checkpoint "
+                raise UserValueError(f"loader state has {k}={state.get(k)!r} but this loader has {mine!r}: the checkpoint "
                                  "was made on another dataset or sampler setting; resume with the same ones")
         s.set_epoch(state["epoch"], state["position"])
         self._consumed = 0
@@ -352,7 +366,18 @@ class ResumableLoader:
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
 
+    def set_epoch(self, epoch: int, position: int = 0) -> None:
+        """Start over at global ``position`` of ``epoch`` (the counter restarts there)."""
+        self.sampler.set_epoch(epoch, position)
+        self._consumed = 0
+
     def __iter__(self) -> Iterator[dict]:
+        # Resume from the current position: fold what was consumed into the sampler's start, so a
+        # new iteration after a `break` neither repeats nor skips samples and the count stays true.
+        self.sampler.set_epoch(self.sampler.epoch, self.position())
+        self._consumed = 0
+        if self.sampler.start >= self.sampler.n:  # this epoch is used up: the next one
+            self.sampler.set_epoch(self.sampler.epoch + 1, 0)
         if self._dl is None:  # one DataLoader for the loader's life: persistent workers keep their caches
             kw = dict(self.loader_kwargs)
             kw.setdefault("collate_fn", collate)

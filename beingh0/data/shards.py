@@ -25,13 +25,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from .episode import Episode, EpisodeFormatError
+from ..core.errors import UserError, UserFileError
+from .episode import MAX_FPS, Episode, EpisodeFormatError, parse_header
 
 INDEX_FORMAT = "beingh0.shard-index"
 INDEX_VERSION = 1
@@ -40,6 +42,17 @@ INDEX_NAME = "index.json"
 MANIFEST_NAME = "manifest.json"
 MOTION_SUFFIX = ".motion.safetensors"
 _BLOCK = 512
+#: Fewest bytes one frame takes in the stored arrays (camera intrinsics 4 + cam_to_world 16 float64)
+#: and in a motion sidecar (global_orient 3 + hand_pose 45 + trans 3 + joints 63 float32 + valid):
+#: an index cannot claim more frames or windows than its members hold bytes for.
+MIN_ARRAY_BYTES_PER_FRAME = 8 * (4 + 16)
+MIN_SIDECAR_BYTES_PER_FRAME = 4 * (3 + 45 + 3 + 63) + 1
+
+
+class EpisodeLookupError(UserError, IndexError, KeyError):
+    """No such episode in a dataset (a position out of range or an unknown key)."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
 
 
 def shard_name(i: int) -> str:
@@ -158,7 +171,7 @@ def read_members(shard: str | Path, entry: Mapping, names: Iterable[str] | None 
     try:
         f = open(shard, "rb") if own else fh
     except FileNotFoundError:
-        raise FileNotFoundError(f"{shard}: shard file missing (the dataset folder is incomplete)") from None
+        raise UserFileError(f"{shard}: shard file missing (the dataset folder is incomplete; rebuild it)") from None
     try:
         f.seek(lo)
         buf = f.read(hi - lo)
@@ -249,7 +262,54 @@ def validate_index(index: Any, where: str) -> dict:
                     fail(f"{f}.members[{name}]", f"expected [offset, size], got {span!r}")
                 if span[0] + span[1] > sh["size"]:
                     fail(f"{f}.members[{name}]", f"member runs past the end of the shard ({sh['size']} bytes)")
+            _validate_entry(ep, f, fail)
     return index
+
+
+def _validate_entry(ep: dict, f: str, fail) -> None:
+    """Values of one episode entry: frame counts, rates and motion windows within what its members
+    can hold (a crafted ``[[0, 3e8]]`` window run would otherwise allocate gigabytes)."""
+    key, T, fps = ep["key"], ep["num_frames"], ep["fps"]
+    if isinstance(fps, bool) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        fail(f"{f}.fps", f"must be a positive frame rate (at most {MAX_FPS:g}), got {fps!r}")
+    if isinstance(T, bool) or T < 1:
+        fail(f"{f}.num_frames", f"must be a positive integer, got {T!r}")
+    if not math.isfinite(ep["duration"]) or abs(ep["duration"] - T / fps) > 1e-6 * max(1.0, T / fps):
+        fail(f"{f}.duration", f"{ep['duration']!r} s, but num_frames / fps = {T / fps:.6g} s")
+    if any(h not in ("left", "right") for h in ep["hands"]) or len(set(ep["hands"])) != len(ep["hands"]):
+        fail(f"{f}.hands", f"must list distinct 'left'/'right', got {ep['hands']!r}")
+    arrays = ep["members"].get(f"{key}.arrays.safetensors")
+    if arrays is not None and T * MIN_ARRAY_BYTES_PER_FRAME > arrays[1]:
+        fail(f"{f}.num_frames", f"{T} frames cannot fit in the {arrays[1]}-byte arrays member")
+    mo = ep.get("motion")
+    if mo is None:
+        return
+    if not isinstance(mo, dict) or not isinstance(mo.get("member"), str) or mo["member"] not in ep["members"]:
+        fail(f"{f}.motion.member", f"must name one of the episode's members, got {mo.get('member') if isinstance(mo, dict) else mo!r}")
+    frames, windows = mo.get("frames"), mo.get("windows")
+    if not isinstance(frames, dict) or not isinstance(windows, dict) or not set(windows) <= set(frames):
+        fail(f"{f}.motion", "needs 'frames' and 'windows' objects per hand")
+    size = ep["members"][mo["member"]][1]
+    T15_max = int(math.floor((T - 1) * 15.0 / fps + 1e-9)) + 1
+    total = 0
+    for side, n in frames.items():
+        if side not in ep["hands"] or isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= T15_max:
+            fail(f"{f}.motion.frames.{side}", f"{n!r} 15 FPS frames for a {T}-frame episode at {fps:g} FPS "
+                                               f"(at most {T15_max}, of a hand the episode has)")
+        total += n
+    if total * MIN_SIDECAR_BYTES_PER_FRAME > size:
+        fail(f"{f}.motion.frames", f"{total} frames cannot fit in the {size}-byte motion member")
+    for side, runs in windows.items():
+        n_win = -(-frames[side] // 15)
+        prev = 0
+        if not isinstance(runs, list):
+            fail(f"{f}.motion.windows.{side}", "must be a list of [start, stop) runs")
+        for r in runs:
+            if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in r)
+                    and prev <= r[0] < r[1] <= n_win):
+                fail(f"{f}.motion.windows.{side}", f"run {r!r}: runs must be sorted integer [start, stop) within the "
+                                                   f"{n_win} one-second windows of {frames[side]} frames")
+            prev = r[1]
 
 
 class ShardIndex:
@@ -260,15 +320,22 @@ class ShardIndex:
         (also hash every shard: slow, reads everything) or ``"none"``."""
         self.root = Path(root)
         p = self.root / INDEX_NAME
+        if not self.root.is_dir():
+            raise UserFileError(f"{self.root}: no such folder (no index); give a dataset folder built by `beingh0 data build`")
         if not p.is_file():
-            raise FileNotFoundError(f"{p}: no index; is {self.root} a dataset folder built by `beingh0 data build`?")
+            raise UserFileError(f"{p}: no index; is {self.root} a dataset folder built by `beingh0 data build`?")
         try:
             raw = json.loads(p.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise EpisodeFormatError(f"{p}: field 'index.json': not valid JSON ({e})") from None
         self.index = validate_index(raw, str(p))
         mp = self.root / MANIFEST_NAME
-        self.manifest = json.loads(mp.read_text()) if mp.is_file() else {}
+        try:
+            self.manifest = json.loads(mp.read_text()) if mp.is_file() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EpisodeFormatError(f"{mp}: field 'manifest.json': not valid JSON ({e}); rebuild the dataset") from None
+        if not isinstance(self.manifest, dict):
+            raise EpisodeFormatError(f"{mp}: field 'manifest.json': top level must be an object; rebuild the dataset")
         if verify not in ("none", "size", "sha256"):
             raise ValueError(f"verify must be 'none', 'size' or 'sha256', got {verify!r}")
         self.refs: list[EpisodeRef] = []
@@ -276,7 +343,7 @@ class ShardIndex:
             path = self.root / sh["file"]
             if verify != "none":
                 if not path.is_file():
-                    raise FileNotFoundError(f"{path}: shard listed in the index is missing")
+                    raise UserFileError(f"{path}: shard listed in the index is missing (incomplete copy? rebuild the dataset)")
                 size = path.stat().st_size
                 if size != sh["size"]:
                     raise EpisodeFormatError(f"{path}: field 'size': {size} bytes on disk, the index says {sh['size']} "
@@ -289,23 +356,30 @@ class ShardIndex:
     def __len__(self) -> int:
         return len(self.refs)
 
-    def position(self, key: str) -> int:
+    def position(self, key: int | str) -> int:
+        """Position of an episode given by key, by position (int) or by a position string (``"3"``)."""
+        n = len(self.refs)
+        if isinstance(key, str) and key not in self._by_key and key.lstrip("-").isdigit():
+            key = int(key)
+        if isinstance(key, (int,)) and not isinstance(key, bool):
+            if not -n <= key < n:
+                raise EpisodeLookupError(f"{self.root}: episode position {key} is out of range; the dataset has {n} "
+                                         f"episodes (positions 0..{n - 1})")
+            return key % n
         if key not in self._by_key:
-            raise KeyError(f"no episode {key!r} in {self.root}")
+            some = ", ".join(repr(r.key) for r in self.refs[:3])
+            raise EpisodeLookupError(f"{self.root}: no episode {key!r}; give a position 0..{n - 1} or a key such as {some}")
         return self._by_key[key]
 
     def read(self, i: int | str) -> Episode:
-        """Episode ``i`` (position or key), read by seeking."""
-        return read_episode(self.refs[self.position(i) if isinstance(i, str) else i])
+        """Episode ``i`` (position, key or position string), read by seeking."""
+        return read_episode(self.refs[self.position(i)])
 
-    def header(self, i: int) -> dict:
-        """The parsed ``<key>.episode.json`` of episode ``i`` (text, camera, meta) without the arrays."""
-        ref = self.refs[i]
+    def header(self, i: int | str) -> dict:
+        """The parsed, validated ``<key>.episode.json`` of episode ``i`` (text, camera, meta) without the arrays."""
+        ref = self.refs[self.position(i)]
         m = read_members(ref.shard, ref.entry, ["episode.json"])
-        try:
-            return json.loads(next(iter(m.values())))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise EpisodeFormatError(f"{ref.shard}[{ref.key}]: field 'episode.json': not valid JSON ({e})") from None
+        return parse_header(next(iter(m.values())), f"{ref.shard}[{ref.key}]")
 
 
 def load_index(root: str | Path, verify: str = "size") -> ShardIndex:

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.constants import KEYPOINT_PARENTS
+from ..core.errors import UserFileError, UserValueError
 from .episode import Episode, load_episode
 
 #: BGR-free RGB colours per finger (wrist links, thumb, index, middle, ring, pinky) and per hand.
@@ -38,7 +39,7 @@ def episode_keypoints(ep: Episode, model_dir: str | Path | None = None) -> dict[
         if model_dir is not None:
             path = Path(model_dir) / f"MANO_{side.upper()}.pkl"
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: no MANO model for the {side} hand in --model-dir")
+                raise UserFileError(f"{path}: no MANO model for the {side} hand in --model-dir")
             m = ManoModel.from_file(path, side=side)
         else:
             m = ManoModel.embedded(side)
@@ -58,7 +59,9 @@ def project(ep: Episode, points: np.ndarray, t: int) -> np.ndarray:
     bad = ~np.isfinite(P).all(1) | (P[:, 2] <= 1e-6)
     P = np.where(bad[:, None], [0.0, 0.0, 1.0], P)
     if cam.distortion is not None:
-        import cv2
+        from .extras import require
+
+        cv2 = require("cv2", "data", "projecting with lens distortion")
 
         K = cam.K(t)
         if cam.distortion_model == "fisheye":
@@ -77,12 +80,14 @@ def caption_at(ep: Episode, t: int) -> str:
     segs = [s for s in ep.text.segments if s.t0 <= sec < s.t1 + 1e-9]
     both = [s for s in segs if s.hand == "both"]
     s = (both or segs or [None])[0]
-    return "" if s is None else (s.caption or s.instruction)
+    return ep.text.instruction if s is None else (s.caption or s.instruction)
 
 
 def draw_frame(img: np.ndarray, kps: dict[str, np.ndarray], ep: Episode, t: int, caption: str, band: int | None = None) -> np.ndarray:
     """One annotated frame: skeletons (finger colours, per-hand joint colour) and a caption band."""
-    import cv2
+    from .extras import require
+
+    cv2 = require("cv2", "data", "drawing episode frames")
 
     img = np.ascontiguousarray(img.copy())
     H, W = img.shape[:2]
@@ -160,18 +165,18 @@ def show_episode(path_or_ep, out: str | Path, frames: Sequence[int] | None = Non
     ep = path_or_ep if isinstance(path_or_ep, Episode) else load_episode(path_or_ep)
     out = Path(out)
     if out.suffix.lower() not in (".png", ".mp4"):
-        raise ValueError(f"--out must end in .png (a grid of frames) or .mp4 (a video), got {out}")
+        raise UserValueError(f"--out must end in .png (a grid of frames) or .mp4 (a video), got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     T = ep.num_frames
     if frames is not None:
         frames = [int(f) for f in frames]
         bad = [f for f in frames if not 0 <= f < T]
         if bad:
-            raise ValueError(f"frames {bad} are outside the episode's 0..{T - 1}")
+            raise UserValueError(f"frames {bad} are outside the episode's 0..{T - 1}")
     kps = episode_keypoints(ep, model_dir)
     if ep.frames.kind == "none":
         if out.suffix.lower() == ".mp4":
-            raise ValueError(f"episode {ep.episode_id} is motion-only (no frames): there is nothing to put in a video; "
+            raise UserValueError(f"episode {ep.episode_id} is motion-only (no frames): there is nothing to put in a video; "
                              "use --out something.png for a plot of its 3-D keypoints")
         log(f"episode {ep.episode_id} is motion-only (no frames): plotting its 3-D keypoint trajectories instead")
         sel = frames if frames is not None else sorted(set(np.linspace(0, T - 1, 4).round().astype(int).tolist()))
@@ -195,3 +200,56 @@ def show_episode(path_or_ep, out: str | Path, frames: Sequence[int] | None = Non
     else:
         out.write_bytes(encode_mp4(np.stack(tiles), ep.fps))
     return out
+
+
+def resolve_episode(path: str | Path, key: str | int | None = None) -> tuple[Episode, Path | None, Path]:
+    """The episode ``beingh0 data show PATH [--key KEY]`` means, with its frame root and default output.
+
+    ``path``: a dataset folder (``index.json``; ``key`` = episode key or position, default the
+    first), a LeRobot dataset folder (``meta/info.json``; ``key`` = episode index, default the first
+    present; its frames are read from ``path``), or a single episode ``.tar`` (no ``key``). Returns
+    ``(episode, root for external frames or None, default output path)``: beside the episode file,
+    inside a dataset folder, and in the current directory for LeRobot folders (often read-only).
+    """
+    from .shards import INDEX_NAME, load_index
+
+    src = Path(path)
+    if src.is_dir() and (src / INDEX_NAME).is_file():
+        index = load_index(src)
+        ep = index.read(0 if key is None else key)
+        return ep, None, src / f"{ep.episode_id}.png"
+    if src.is_dir() and (src / "meta" / "info.json").is_file():
+        from .lerobot import LeRobotDataset
+        from .sources.lerobot import episode_from_lerobot
+
+        ds = LeRobotDataset(src)
+        present = ds.available_episodes()
+        if key is None:
+            if not present:
+                raise UserFileError(f"{src}: no episode of this LeRobot dataset has its files present")
+            i = present[0]
+        else:
+            try:
+                i = int(key)
+            except (TypeError, ValueError):
+                raise UserValueError(f"--key {key!r}: a LeRobot dataset's episodes are chosen by index; present: "
+                                     f"{present[:10]}") from None
+            if i not in present:
+                raise UserValueError(f"{src}: episode {i} is not present; episodes with files: {present[:10]}"
+                                     f"{'...' if len(present) > 10 else ''}")
+        ep = episode_from_lerobot(ds, i)
+        return ep, src, Path.cwd() / f"{src.name}-{ep.episode_id}.png"
+    if src.is_dir():
+        raise UserFileError(f"{src} is a folder but neither a beingh0 dataset (index.json) nor a LeRobot dataset "
+                            "(meta/info.json); give one of those or an episode .tar file")
+    if key is not None:
+        raise UserValueError("--key selects an episode inside a dataset folder; EPISODE is a single episode file")
+    return load_episode(src), None, src.with_suffix(".png")
+
+
+def show(path: str | Path, out: str | Path | None = None, key: str | int | None = None, frames: Sequence[int] | None = None,
+         root: str | Path | None = None, model_dir: str | Path | None = None, cols: int = 4, log=print) -> Path:
+    """``beingh0 data show``: :func:`resolve_episode` then :func:`show_episode`; returns the file written."""
+    ep, own_root, default_out = resolve_episode(path, key)
+    return show_episode(ep, out if out is not None else default_out, frames=frames,
+                        root=root if root is not None else own_root, model_dir=model_dir, cols=cols, log=log)

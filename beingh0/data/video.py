@@ -13,13 +13,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.errors import UserFileError, UserValueError
+
 
 def _av():
-    try:
-        import av
-    except ImportError as e:  # pragma: no cover - exercised only without the extra
-        raise RuntimeError("video I/O needs PyAV: pip install 'beingh0[data]' (or pip install av)") from e
-    return av
+    from .extras import require
+
+    return require("av", "data", "video I/O (mp4, AV1)")
 
 
 def encode_mp4(frames: np.ndarray, fps: float, crf: int = 23) -> bytes:
@@ -27,7 +27,7 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 23) -> bytes:
     av = _av()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
-        raise ValueError(f"encode_mp4: expected uint8 frames (T>0, H, W, 3), got {frames.dtype} {frames.shape}")
+        raise UserValueError(f"encode_mp4: expected uint8 frames (T>0, H, W, 3), got {frames.dtype} {frames.shape}")
     T, H, W, _ = frames.shape
     pad_h, pad_w = H % 2, W % 2
     if pad_h or pad_w:
@@ -57,17 +57,17 @@ def decode_video(src: bytes | str | Path, indices: Sequence[int] | None = None, 
     av = _av()
     name = f"{len(src)}-byte video" if isinstance(src, (bytes, bytearray)) else str(src)
     if not isinstance(src, (bytes, bytearray)) and not Path(src).is_file():
-        raise FileNotFoundError(f"{src}: no such video file")
+        raise UserFileError(f"{src}: no such video file")
     want = None if indices is None else np.asarray(indices, np.int64)
     if want is not None and want.size and want.min() < 0:
-        raise ValueError(f"{name}: negative frame index")
+        raise UserValueError(f"{name}: negative frame index")
     out: dict[int, np.ndarray] = {}
     needed = None if want is None else set(want.tolist())
     last = -1 if want is None or not want.size else int(want.max())
     try:
         with av.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else str(src)) as c:
             if not c.streams.video:
-                raise ValueError(f"{name}: no video stream")
+                raise UserValueError(f"{name}: no video stream")
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
             for i, fr in enumerate(c.decode(stream)):
@@ -76,13 +76,13 @@ def decode_video(src: bytes | str | Path, indices: Sequence[int] | None = None, 
                 if want is not None and i >= last:
                     break
     except av.error.FFmpegError as e:
-        raise ValueError(f"{name}: cannot decode ({e}); the file may be truncated or not a video") from None
+        raise UserValueError(f"{name}: cannot decode ({e}); the file may be truncated or not a video") from None
     if want is None:
         frames = [out[i] for i in range(len(out))]
     else:
         missing = sorted(needed - set(out))
         if missing:
-            raise ValueError(f"{name}: frame {missing[0]} requested but the video has only {len(out) if want is None else max(out, default=-1) + 1} frames")
+            raise UserValueError(f"{name}: frame {missing[0]} requested but the video has only {len(out) if want is None else max(out, default=-1) + 1} frames")
         frames = [out[i] for i in want.tolist()]
     if not frames:
         return np.zeros((0, 0, 0, 3), np.uint8)
@@ -106,7 +106,7 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     try:
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"not a decodable JPEG image ({e})") from None
+        raise UserValueError(f"not a decodable JPEG image ({e})") from None
 
 
 def episode_frames(ep, indices: Sequence[int] | None = None, root: str | Path | None = None) -> np.ndarray:
@@ -117,7 +117,7 @@ def episode_frames(ep, indices: Sequence[int] | None = None, root: str | Path | 
         raise IndexError(f"episode {ep.episode_id}: frame indices must lie in [0, {ep.num_frames})")
     size = (ep.camera.width, ep.camera.height)
     if fr.kind == "none":
-        raise ValueError(f"episode {ep.episode_id} ({ep.source}) is motion-only: it has no frames")
+        raise UserValueError(f"episode {ep.episode_id} ({ep.source}) is motion-only: it has no frames")
     if fr.kind == "jpeg":
         return np.stack([decode_jpeg(fr.data[i]) for i in t.tolist()]) if t.size else np.zeros((0, size[1], size[0], 3), np.uint8)
     vid_idx = fr.indices[t]
@@ -126,6 +126,6 @@ def episode_frames(ep, indices: Sequence[int] | None = None, root: str | Path | 
     path = Path(fr.path)
     if not path.is_absolute():
         if root is None:
-            raise ValueError(f"episode {ep.episode_id}: frames live in the external video {fr.path!r}; pass root= (the source data folder)")
+            raise UserValueError(f"episode {ep.episode_id}: frames live in the external video {fr.path!r}; pass root= (the source data folder)")
         path = Path(root) / path
     return decode_video(path, vid_idx, size=size)

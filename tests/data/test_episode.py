@@ -133,3 +133,69 @@ def test_validation_rejects_bad_values():
     ep2.episode_id = "a.b"
     with pytest.raises(EpisodeFormatError, match="episode_id"):
         ep2.validate()
+
+
+@pytest.mark.parametrize("name, value, field", [
+    ("trans", 1e30, "hands.right.trans"), ("trans", 2000.0, "hands.right.trans"),
+    ("hand_pose", -1e30, "hands.right.hand_pose"), ("global_orient", 500.0, "hands.right.global_orient"),
+    ("betas", 1e4, "hands.right.betas"),
+])
+def test_implausible_values_are_refused_on_load(tmp_path, name, value, field):
+    ep, _ = _episode()
+    p = save_episode(ep, tmp_path / "e.tar")
+
+    def edit(m):
+        from safetensors.numpy import load, save
+        k = next(n for n in m if n.endswith(".arrays.safetensors"))
+        a = load(m[k])
+        a[f"hands.right.{name}"].reshape(-1)[2] = value
+        m[k] = save(a)
+    bad = _rewrite(p, tmp_path / "bad.tar", edit)
+    with pytest.raises(EpisodeFormatError, match=rf"bad.tar: field '{field}'"):
+        load_episode(bad)
+    ep.hands["right"].valid[:] = False  # hand values at invalid frames are not used, so not checked...
+    getattr(ep.hands["right"], name).reshape(-1)[2] = value
+    if name != "betas":  # ...but betas hold for the whole episode
+        ep.validate()
+
+
+@pytest.mark.parametrize("edit, field", [
+    (_edit_json(lambda h: h.update(text=None)), "text"),
+    (_edit_json(lambda h: h.update(fps=float("nan"))), "fps"),
+    (_edit_json(lambda h: h.update(fps=-15.0)), "fps"),
+    (_edit_json(lambda h: h.update(num_frames=0)), "num_frames"),
+    (_edit_json(lambda h: h.pop("text")), "text"),
+    (_edit_json(lambda h: h.pop("camera")), "camera"),
+    (_edit_json(lambda h: h["text"]["segments"][0].pop("hand")), "text.segments[0]"),
+    (_edit_json(lambda h: h.update(hands=["middle"])), "hands"),
+])
+def test_broken_episode_json_names_file_and_field(tmp_path, edit, field):
+    from beingh0.core.errors import UserValueError
+
+    ep, _ = _episode()
+    bad = _rewrite(save_episode(ep, tmp_path / "e.tar"), tmp_path / "bad.tar", edit)
+    with pytest.raises(UserValueError) as ei:  # EpisodeFormatError is a UserValueError: one line at the CLI
+        load_episode(bad)
+    assert isinstance(ei.value, EpisodeFormatError)
+    assert str(ei.value).startswith(f"{bad}: field '{field}'") and "\n" not in str(ei.value)
+
+
+def test_robot_arrays_round_trip_and_are_checked(tmp_path):
+    from beingh0.core.errors import UserFileError
+
+    ep, _ = _episode()
+    ep.robot = {"observation.state": np.linspace(0, 1, 12 * 4, dtype=np.float32).reshape(12, 4),
+                "frame_index": np.arange(12, dtype=np.int64)}
+    back = load_episode(save_episode(ep, tmp_path / "e.tar"))
+    assert sorted(back.robot) == ["frame_index", "observation.state"]
+    np.testing.assert_array_equal(back.robot["observation.state"], ep.robot["observation.state"])
+    ep.hands = {}  # a robot episode needs no hand track
+    ep.validate()
+    ep.robot["action"] = np.full((12, 2), np.nan, np.float32)
+    with pytest.raises(EpisodeFormatError, match="robot.action"):
+        ep.validate()
+    ep.robot = {"action": np.zeros((11, 2), np.float32)}
+    with pytest.raises(EpisodeFormatError, match=r"robot.action.*\(12,\)"):
+        ep.validate()
+    with pytest.raises(UserFileError, match="is a folder"):
+        load_episode(tmp_path)

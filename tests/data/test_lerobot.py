@@ -11,6 +11,7 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq  # noqa: E402
 
+from beingh0.core.errors import UserError  # noqa: E402
 from beingh0.data.lerobot import LeRobotDataset, LeRobotFormatError  # noqa: E402
 from beingh0.data.video import decode_video  # noqa: E402
 
@@ -160,3 +161,61 @@ def test_bad_files(v21, tmp_path):
     (out / "meta/episodes.jsonl").write_text('{"episode_index": 0}\n')
     with pytest.raises(LeRobotFormatError, match="line 1"):
         LeRobotDataset(out)
+
+
+# ------------------------------------------------------------------ from the command line's functions
+def test_build_stats_and_show_from_lerobot_v21(v21, ds, tmp_path):
+    from PIL import Image
+
+    from beingh0.data.build import build_dataset
+    from beingh0.data.shards import load_index
+    from beingh0.data.show import show
+    from beingh0.data.stats import dataset_stats, format_stats
+
+    out = tmp_path / "built"
+    m = build_dataset("lerobot", v21, out, progress=False)  # what `beingh0 data build lerobot ROOT --out DIR` runs
+    assert m["counts"]["episodes"] == 1 and m["counts"]["frames"] == 393 and m["counts"]["motion_windows"] == 0
+    ep = load_index(out).read(0)
+    ref = ds.episode(1)
+    assert ep.episode_id == "ep000001" and ep.source == "lerobot" and not ep.hands and ep.fps == 30
+    np.testing.assert_array_equal(ep.robot["observation.state"], ref.state)
+    np.testing.assert_array_equal(ep.robot["action"], ref.action)
+    assert ep.frames.kind == "external" and ep.frames.path == f"videos/chunk-000/{CAM}/episode_000001.mp4"
+    np.testing.assert_array_equal(ep.frames.indices, np.arange(393))
+    assert ep.text.instruction == "Pick up the yellow bottle on the table."
+    assert ep.meta["lerobot"]["feature_names"]["action"][0] == "kLeftShoulderPitch"
+    st = dataset_stats(out)
+    assert st["hands"]["none"] == 1 and st["corrupt"]["corrupt"] == 0 and "none (robot) 1" in format_stats(st)
+    # the LeRobot folder itself
+    st = dataset_stats(v21)
+    assert (st["format"], st["version"], st["episodes"], st["episodes_present"], st["frames_present"]) == ("lerobot", "v2.1", 100, 1, 393)
+    assert st["features"]["observation.state"] == [26] and "100 episodes listed (1 present)" in format_stats(st)
+    png = show(v21, tmp_path / "lr.png", frames=[0, 180])  # `data show ROOT` on a LeRobot folder
+    im = np.asarray(Image.open(png))
+    assert im.shape[1] == 2 * 640 and im.std() > 10
+    png = show(out, tmp_path / "b.png", frames=[180], root=v21)  # the built dataset, frames from --root
+    np.testing.assert_array_equal(np.asarray(Image.open(png))[:480], im[:480, 640:])
+    with pytest.raises(UserError, match=r"episode 0 is not present.*\[1\]"):
+        show(v21, tmp_path / "x.png", key="0")
+    with pytest.raises(UserError, match="not present"):
+        build_dataset("lerobot", v21, tmp_path / "o2", {"episodes": [0]}, progress=False)
+    with pytest.raises(UserError, match="camera"):
+        build_dataset("lerobot", v21, tmp_path / "o3", {"camera": "observation.state"}, progress=False)
+    with pytest.raises(UserError, match="meta/info.json"):
+        build_dataset("lerobot", tmp_path, tmp_path / "o4", progress=False)
+
+
+def test_build_from_lerobot_v3(v21, tmp_path):
+    from beingh0.data.build import build_dataset
+    from beingh0.data.shards import load_index
+
+    v3 = _to_v3(v21, tmp_path / "v3")
+    build_dataset("lerobot", v3, tmp_path / "out", progress=False)
+    idx = load_index(tmp_path / "out")
+    e0, e1 = idx.read(0), idx.read(1)
+    assert (e0.num_frames, e1.num_frames) == (200, 193)
+    assert e1.frames.path == f"videos/{CAM}/chunk-000/file-000.mp4"
+    np.testing.assert_array_equal(e1.frames.indices[:3], [200, 201, 202])  # the shared video's offset
+    from beingh0.data.video import episode_frames
+
+    np.testing.assert_array_equal(episode_frames(e1, [0], root=v3), decode_video(v21 / f"videos/chunk-000/{CAM}/episode_000001.mp4", [200]))

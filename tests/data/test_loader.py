@@ -151,3 +151,38 @@ def test_state_mismatch_is_a_clear_error(ds_root):
             ResumableLoader(ds, batch_size=4).load_state_dict(dict(st, **{k: v}))
     with pytest.raises(ValueError, match="outside"):
         ResumableLoader(ds, batch_size=4).load_state_dict(dict(st, position=10**6))
+
+
+def _take(loader, k):
+    """Ids of the batches of a new iteration of ``loader`` until at least ``k`` samples, then break."""
+    got = []
+    for b in loader:
+        got += [int(i) for i in b["index"]]
+        if len(got) >= k:
+            break
+    return got
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_reiterating_after_break_resumes_exactly(ds_root, workers):
+    ds = ShardDataset(ds_root, seed=4)
+    n = len(ds)
+    ref = _ids(ResumableLoader(ds, batch_size=5, seed=4))
+    a = ResumableLoader(ds, batch_size=5, seed=4, num_workers=workers)
+    got = _take(a, 15)
+    assert a.state_dict()["position"] == 15 and got == ref[:15]
+    got += _take(a, 10)  # a new `for` over the same loader continues; the count stays true (25, not 40)
+    st = a.state_dict()
+    assert st["position"] == 25 and st["epoch"] == 0 and got == ref[:25]
+    b = ResumableLoader(ds, batch_size=4, seed=4)  # resuming from that state: the rest, exactly
+    b.load_state_dict(st)
+    assert got + _ids(b) == ref
+    assert got + _ids(a) == ref  # and so does the loader itself
+    assert a.state_dict()["epoch"] == 1 and a.state_dict()["position"] == 0
+    # breaking after the last batch of an epoch: the next iteration is the next epoch, whole
+    c = ResumableLoader(ds, batch_size=5, seed=4, num_workers=workers)
+    assert _take(c, n) == ref and c.state_dict()["position"] == n
+    nxt = _ids(c)
+    assert sorted(nxt) == list(range(n)) and nxt != ref and c.state_dict()["epoch"] == 2
+    c.set_epoch(0)  # an explicit restart
+    assert c.state_dict()["position"] == 0 and _ids(c) == ref

@@ -12,7 +12,7 @@ def test_stats_counts_and_png(tmp_path):
                   progress=False)
     st = dataset_stats(tmp_path / "a")
     assert st["episodes"] == 3 and st["frames"] == 90 and st["hours"] == pytest.approx(6 / 3600)
-    assert st["hands"] == {"left": 0, "right": 0, "both": 3}
+    assert st["hands"] == {"left": 0, "right": 0, "both": 3, "none": 0}
     s = st["sources"]["bench-random"]
     assert s["windows"]["left"] + s["windows"]["right"] == st["motion_windows"] <= 12 and s["with_frames"] == 0
     assert sum(v for (src, t), v in st["tasks"].items() if t == "generation") > 0

@@ -44,5 +44,7 @@ def sources() -> dict[str, Source]:
 def get_source(name: str) -> Source:
     srcs = sources()
     if name not in srcs:
-        raise ValueError(f"unknown source {name!r}; available: {', '.join(sorted(srcs)) or 'none'}")
+        from ...core.errors import UserValueError
+
+        raise UserValueError(f"unknown source {name!r}; available: {', '.join(sorted(srcs)) or 'none'}")
     return srcs[name]

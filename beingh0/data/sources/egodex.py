@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from ...core.errors import UserFileError, UserValueError
+
 from ..episode import CameraTrack, Episode, Frames, TextAnnotations
 from . import Source
 from .keypoints import SourceDataError, episode_key, fail, fit_hand_track, frame_selection, parse_intrinsics, video_info
@@ -70,19 +72,17 @@ def joint_names(side: str) -> tuple[str, ...]:
 
 
 def _h5():
-    try:
-        import h5py
-    except ImportError as e:  # pragma: no cover
-        raise RuntimeError("the EgoDex source needs h5py: pip install 'beingh0[data]' (or pip install h5py)") from e
-    return h5py
+    from ..extras import require
+
+    return require("h5py", "data", "the EgoDex source (HDF5)")
 
 
 def _list_items(root, options) -> list[str]:
     if root is None:
-        raise ValueError("the egodex source needs the EgoDex folder (root), e.g. .../egodex/test")
+        raise UserValueError("the egodex source needs the EgoDex folder (root), e.g. .../egodex/test")
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise UserFileError(f"{root}: no such folder")
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.hdf5") if p.is_file())
 
 
@@ -119,7 +119,7 @@ def read_egodex(path: Path, options: dict | None = None) -> dict[str, Any]:
     opts = options or {}
     h5py = _h5()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such EgoDex file")
+        raise UserFileError(f"{path}: no such EgoDex file")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -171,7 +171,7 @@ def read_egodex(path: Path, options: dict | None = None) -> dict[str, Any]:
     cam_pts = {s: np.einsum("tij,tkj->tki", Rt, p - cam[:, None, :3, 3]) for s, p in hands.items()}
     axes = opts.get("camera_axes", "auto")
     if axes not in ("auto", "arkit", "opencv"):
-        raise ValueError(f"options['camera_axes']={axes!r} must be 'auto', 'arkit' or 'opencv'")
+        raise UserValueError(f"options['camera_axes']={axes!r} must be 'auto', 'arkit' or 'opencv'")
     decided = axes
     if axes == "auto":
         thr = float(opts.get("conf_threshold", 0.1))
@@ -205,7 +205,7 @@ def _load_item(root, item, options) -> list[Episode]:
             meta["frames_truncated_to"] = min(N, n_video)
         T = min(N, n_video) if n_video else N
     elif opts.get("require_video", True):
-        raise FileNotFoundError(f"{video}: the EgoDex video of {path.name} is missing (pass require_video=False for motion only)")
+        raise UserFileError(f"{video}: the EgoDex video of {path.name} is missing (pass require_video=False for motion only)")
     else:
         width, height = (int(x) for x in opts.get("image_size", (1920, 1080)))
         T = N

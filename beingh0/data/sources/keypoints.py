@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from ...core.errors import UserFileError, UserValueError
+
 from ..episode import CameraTrack, Episode, Frames, HandTrack, TextAnnotations, TextSegment
 from . import Source
 
@@ -71,13 +73,13 @@ def _model(side: str, model_dir: str | None):
                  f"mano_{side}.npz", f"mano_{side}.safetensors"):
         if (d / name).is_file():
             return ManoModel.from_file(d / name, side=side)
-    raise FileNotFoundError(f"model_dir {d}: no MANO_{side.upper()}.pkl/.npz/.safetensors found for the {side} hand")
+    raise UserFileError(f"model_dir {d}: no MANO_{side.upper()}.pkl/.npz/.safetensors found for the {side} hand")
 
 
 def hand_model(side: str, options: dict | None = None):
     """The hand model for ``side``: ``options['model_dir']`` (real MANO files) or the embedded hand."""
     if side not in SIDES:
-        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        raise UserValueError(f"side must be 'left' or 'right', got {side!r}")
     md = (options or {}).get("model_dir")
     return _model(side, None if md is None else str(Path(md).resolve()))
 
@@ -92,7 +94,7 @@ def fit_config(options: dict | None):
     known = {f.name for f in fields(FitConfig)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"options['fit'] has unknown FitConfig fields {unknown}; valid: {sorted(known)}")
+        raise UserValueError(f"options['fit'] has unknown FitConfig fields {unknown}; valid: {sorted(known)}")
     return FitConfig(**d)
 
 
@@ -233,12 +235,12 @@ def frame_selection(T: int, options: dict) -> np.ndarray:
     """Frame indices kept: every ``stride``-th, at most ``max_frames``."""
     stride = options.get("stride", 1)
     if not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"options['stride']={stride!r} must be an integer >= 1")
+        raise UserValueError(f"options['stride']={stride!r} must be an integer >= 1")
     idx = np.arange(0, T, stride)
     mf = options.get("max_frames")
     if mf is not None:
         if not isinstance(mf, int) or mf < 1:
-            raise ValueError(f"options['max_frames']={mf!r} must be an integer >= 1")
+            raise UserValueError(f"options['max_frames']={mf!r} must be an integer >= 1")
         idx = idx[:mf]
     return idx
 
@@ -251,7 +253,7 @@ def _load_array_file(path: Path) -> dict[str, np.ndarray]:
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise SourceDataError(f"{path}: pickled files are refused (unpickling runs code); convert it to .npy/.npz with plain float arrays")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such keypoint file")
+        raise UserFileError(f"{path}: no such keypoint file")
     try:
         z = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -291,10 +293,10 @@ def _side_from_name(name: str) -> str | None:
 
 def _list_items(root, options) -> list[str]:
     if root is None:
-        raise ValueError("the keypoints source needs a data folder (root)")
+        raise UserValueError("the keypoints source needs a data folder (root)")
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise UserFileError(f"{root}: no such folder")
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in (".npy", ".npz") and p.is_file())
 
 

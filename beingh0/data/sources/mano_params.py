@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...core.errors import UserFileError, UserValueError
 from ...core.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..episode import CameraTrack, Episode, Frames, HandTrack
 from . import Source
@@ -59,17 +60,17 @@ def check_conventions(conv: dict, where="conventions") -> dict:
     c = {**DEFAULT_CONVENTIONS, **(conv or {})}
     unknown = sorted(set(c) - set(DEFAULT_CONVENTIONS))
     if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; valid: {sorted(DEFAULT_CONVENTIONS)}")
+        raise UserValueError(f"{where}: unknown keys {unknown}; valid: {sorted(DEFAULT_CONVENTIONS)}")
     if c["trans"] not in ("wrist", "smplx"):
-        raise ValueError(f"{where}: trans={c['trans']!r} must be 'wrist' or 'smplx'")
+        raise UserValueError(f"{where}: trans={c['trans']!r} must be 'wrist' or 'smplx'")
     if not isinstance(c["flat_hand_mean"], (bool, np.bool_)):
-        raise ValueError(f"{where}: flat_hand_mean={c['flat_hand_mean']!r} must be true or false")
+        raise UserValueError(f"{where}: flat_hand_mean={c['flat_hand_mean']!r} must be true or false")
     if c["pca"] is not None and not (isinstance(c["pca"], (int, np.integer)) and 1 <= c["pca"] <= 45):
-        raise ValueError(f"{where}: pca={c['pca']!r} must be null or an integer in [1, 45]")
+        raise UserValueError(f"{where}: pca={c['pca']!r} must be null or an integer in [1, 45]")
     if c["coords"] not in ("camera", "world"):
-        raise ValueError(f"{where}: coords={c['coords']!r} must be 'camera' or 'world'")
+        raise UserValueError(f"{where}: coords={c['coords']!r} must be 'camera' or 'world'")
     if c["camera_axes"] not in ("opencv", "opengl"):
-        raise ValueError(f"{where}: camera_axes={c['camera_axes']!r} must be 'opencv' or 'opengl'")
+        raise UserValueError(f"{where}: camera_axes={c['camera_axes']!r} must be 'opencv' or 'opengl'")
     return c
 
 
@@ -105,7 +106,7 @@ def to_beingh0(params: dict, conventions: dict, model, cam_to_world: np.ndarray 
     k = c["pca"] if c["pca"] is not None else (hp.shape[1] if hp.shape[1] != 45 else None)
     if k is not None:
         if hp.shape[1] != k:
-            raise ValueError(f"hand_pose has {hp.shape[1]} columns but conventions say pca={k}")
+            raise UserValueError(f"hand_pose has {hp.shape[1]} columns but conventions say pca={k}")
         hp = hp @ model.hands_components.double().numpy()[:k]
     if not c["flat_hand_mean"]:
         hp = hp + model.hands_mean.double().numpy()
@@ -113,7 +114,7 @@ def to_beingh0(params: dict, conventions: dict, model, cam_to_world: np.ndarray 
         tr = tr + rest_wrist(model, betas)
     if c["coords"] == "world":
         if cam_to_world is None:
-            raise ValueError("coords 'world' needs cam_to_world")
+            raise UserValueError("coords 'world' needs cam_to_world")
         Rwc = np.swapaxes(cam_to_world[:, :3, :3], 1, 2)
         go = _aa(Rwc @ _rot(go))
         tr = np.einsum("tij,tj->ti", Rwc, tr - cam_to_world[:, :3, 3])
@@ -125,7 +126,7 @@ def from_beingh0(params: dict, conventions: dict, model) -> dict:
     projection onto the first k components (exact only for poses inside that span, e.g. k = 45)."""
     c = check_conventions(conventions)
     if c["coords"] != "camera":
-        raise ValueError("from_beingh0 writes camera-frame parameters (coords='camera')")
+        raise UserValueError("from_beingh0 writes camera-frame parameters (coords='camera')")
     hp = np.asarray(params["hand_pose"], np.float64)
     betas = np.asarray(params["betas"], np.float64)
     tr = np.asarray(params["trans"], np.float64)
@@ -147,7 +148,7 @@ def _read(path: Path) -> dict[str, Any]:
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise SourceDataError(f"{path}: pickled files are refused (unpickling runs code); export plain arrays to .npz or .json")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such MANO-parameter file")
+        raise UserFileError(f"{path}: no such MANO-parameter file")
     out: dict[str, Any] = {"hands": {}}
     if path.suffix.lower() == ".json":
         try:
@@ -242,10 +243,10 @@ def _hand_arrays(d: dict, side: str, path, T: int | None) -> tuple[dict, np.ndar
 
 def _list_items(root, options) -> list[str]:
     if root is None:
-        raise ValueError("the mano_params source needs a data folder (root)")
+        raise UserValueError("the mano_params source needs a data folder (root)")
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise UserFileError(f"{root}: no such folder")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".npz", ".json"))
     npz = {p.with_suffix("") for p in files if p.suffix.lower() == ".npz"}
     return [p.relative_to(root).as_posix() for p in files if not (p.suffix.lower() == ".json" and p.with_suffix("") in npz)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...core.errors import UserValueError
 from ..episode import Episode
 from . import Source
 
@@ -22,12 +23,12 @@ def config_from_options(options: dict[str, Any]):
     known = {"n", "seconds", "size", "fps", "frames", "format", "seed", "supersample", "scenario"}
     unknown = set(options) - known
     if unknown:
-        raise ValueError(f"synthetic source: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise UserValueError(f"synthetic source: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
     size = options.get("size", (256, 256))
     if isinstance(size, str):
         size = tuple(int(x) for x in size.lower().split("x"))
     if len(size) != 2:
-        raise ValueError(f"synthetic source: size must be (width, height), got {size!r}")
+        raise UserValueError(f"synthetic source: size must be (width, height), got {size!r}")
     return SynthConfig(seconds=float(options.get("seconds", 2.0)), fps=float(options.get("fps", 15.0)),
                        size=(int(size[0]), int(size[1])), frames=bool(options.get("frames", True)),
                        image_format=str(options.get("format", "mp4")), supersample=int(options.get("supersample", 1)),
@@ -37,7 +38,7 @@ def config_from_options(options: dict[str, Any]):
 def list_items(root: Path | None, options: dict[str, Any]) -> list[str]:
     n = int(options.get("n", 64))
     if n < 0:
-        raise ValueError(f"synthetic source: n must be >= 0, got {n}")
+        raise UserValueError(f"synthetic source: n must be >= 0, got {n}")
     config_from_options(options)  # fail early on bad options
     return [str(i) for i in range(n)]
 
@@ -48,7 +49,7 @@ def load_item(root: Path | None, item: str, options: dict[str, Any]) -> list[Epi
     try:
         index = int(item)
     except ValueError:
-        raise ValueError(f"synthetic source: items are seeds '0', '1', ..., got {item!r}") from None
+        raise UserValueError(f"synthetic source: items are seeds '0', '1', ..., got {item!r}") from None
     return [synth_episode(int(options.get("seed", 0)), index, config_from_options(options))]
 
 
