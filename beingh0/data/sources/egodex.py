@@ -48,7 +48,7 @@ from ...core.errors import UserFileError, UserValueError
 
 from ..episode import CameraTrack, Episode, Frames, TextAnnotations
 from . import Source
-from .keypoints import SourceDataError, episode_key, fail, fit_hand_track, frame_selection, parse_intrinsics, video_info
+from .common import SourceDataError, episode_key, fail, fit_hand_track, frame_selection, parse_intrinsics, video_info
 
 FPS = 30.0
 #: EgoDex joint (without the side prefix) of each of the 21 Being-H0 keypoints.

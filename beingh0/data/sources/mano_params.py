@@ -49,7 +49,7 @@ from ...core.errors import UserFileError, UserValueError
 from ...core.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..episode import CameraTrack, Episode, Frames, HandTrack
 from . import Source
-from .keypoints import (SIDES, SourceDataError, _PICKLE_SUFFIXES, episode_key, fail, frame_selection, hand_model,
+from .common import (SIDES, SourceDataError, PICKLE_SUFFIXES, episode_key, fail, frame_selection, hand_model,
                         nominal_intrinsics, parse_intrinsics, parse_rigid, text_from_dict, video_info)
 
 DEFAULT_CONVENTIONS = {"trans": "wrist", "flat_hand_mean": True, "pca": None, "coords": "camera", "camera_axes": "opencv"}
@@ -145,7 +145,7 @@ def from_beingh0(params: dict, conventions: dict, model) -> dict:
 
 def _read(path: Path) -> dict[str, Any]:
     """The file as {'fps', 'hands': {side: {field: array}}, ...} plus sidecar settings."""
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
         raise SourceDataError(f"{path}: pickled files are refused (unpickling runs code); export plain arrays to .npz or .json")
     if not path.is_file():
         raise UserFileError(f"{path}: no such MANO-parameter file")
