@@ -120,29 +120,62 @@ def _hostile_files(tmp_path) -> dict:
     return files
 
 
-def test_hostile_sparse_pickles_are_refused_in_a_subprocess(tmp_path):
-    files = _hostile_files(tmp_path)
-    (tmp_path / "files.json").write_text(json.dumps(files))
-    script = textwrap.dedent("""
-        import json, sys
-        from beingh0.mano.io import load_mano_pickle
-        from beingh0.mano.model import ManoModel
-        out = {}
-        for name, (path, _) in json.load(open(sys.argv[1])).items():
-            for fn in (load_mano_pickle, ManoModel.from_file):
-                try:
-                    fn(path)
-                    out[name] = ["no error", ""]
-                except Exception as e:
-                    out[name] = [type(e).__name__, str(e), [c.__name__ for c in type(e).__mro__]]
-        print(json.dumps(out))
-    """)
-    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "files.json")], capture_output=True, text=True,
+def _valid_sparse_files(tmp_path) -> dict:
+    """A MANO-layout pickle whose J_regressor is a real scipy csc_matrix (as in MANO_RIGHT.pkl), and one
+    whose state uses the old 'shape' key and module path (scipy < 1.8). name -> (path, path of the dense J)."""
+    arrays = random_mano_arrays(8)
+    J = arrays["J_regressor"] * (np.random.default_rng(0).random(arrays["J_regressor"].shape) < 0.1)
+    np.save(tmp_path / "J.npy", J)
+    files = {}
+    try:
+        import scipy.sparse as sp
+
+        (tmp_path / "MANO_RIGHT.pkl").write_bytes(pickle.dumps({**arrays, "J_regressor": sp.csc_matrix(J)}, protocol=2))
+        files["scipy_csc"] = (str(tmp_path / "MANO_RIGHT.pkl"), str(tmp_path / "J.npy"))
+    except ImportError:
+        pass
+    cols = [np.flatnonzero(J[:, j]) for j in range(J.shape[1])]
+    old = fake_sparse("csc_matrix", "scipy.sparse.csc", shape=J.shape, maxprint=50, format="csc",
+                      indptr=np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int32),
+                      indices=np.concatenate(cols).astype(np.int32), data=J.T[J.T != 0])
+    (tmp_path / "MANO_LEFT.pkl").write_bytes(dumps({**arrays, "J_regressor": old}))
+    files["old_csc"] = (str(tmp_path / "MANO_LEFT.pkl"), str(tmp_path / "J.npy"))
+    return files
+
+
+_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from beingh0.mano.io import load_mano_pickle
+    from beingh0.mano.model import ManoModel
+    spec = json.load(open(sys.argv[1]))
+    for name, (path, dense) in spec["valid"].items():
+        np.testing.assert_array_equal(ManoModel.from_file(path).J_regressor.numpy(), np.load(dense))
+    scipy_imported = any(m == "scipy" or m.startswith("scipy.") for m in sys.modules)
+    out = {}
+    for name, (path, _) in spec["hostile"].items():
+        for fn in (load_mano_pickle, ManoModel.from_file):
+            try:
+                fn(path)
+                out[name] = ["no error", "", []]
+            except Exception as e:
+                out[name] = [type(e).__name__, str(e), [c.__name__ for c in type(e).__mro__]]
+    print(json.dumps({"scipy_imported": scipy_imported, "hostile": out}))
+""")
+
+
+def test_pickles_in_a_subprocess(tmp_path):
+    """Hostile sparse matrices: a UserError each, no crash. Real and old-style scipy csc_matrix
+    J_regressors: loaded exactly, without importing scipy."""
+    hostile, valid = _hostile_files(tmp_path), _valid_sparse_files(tmp_path)
+    (tmp_path / "files.json").write_text(json.dumps({"hostile": hostile, "valid": valid}))
+    r = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "files.json")], capture_output=True, text=True,
                        timeout=120)
-    assert r.returncode == 0, f"the loader crashed (exit {r.returncode}): {r.stderr[-2000:]}"
+    assert r.returncode == 0, f"the loader crashed or failed (exit {r.returncode}): {r.stderr[-2000:]}"
     got = json.loads(r.stdout.strip().splitlines()[-1])
-    for name, (_, msg) in files.items():
-        kind, text, mro = got[name]
+    assert not got["scipy_imported"], "loading a sparse J_regressor imported scipy"
+    for name, (_, msg) in hostile.items():
+        kind, text, mro = got["hostile"][name]
         assert kind == "UnsafePickleError" and "UserError" in mro, (name, kind, text)
         assert msg in text, (name, text)
         assert "\n" not in text and f"{name}.pkl" in text, (name, text)
@@ -167,39 +200,6 @@ def test_sparse_to_dense_matches_scipy(fmt):
         m.has_sorted_indices = False
     state = pickle.loads(pickle.dumps(m.__reduce_ex__(2)[2]))
     np.testing.assert_array_equal(sparse_to_dense(fmt, state), m.toarray())
-
-
-def test_real_scipy_pickles_load_without_importing_scipy(tmp_path):
-    """A MANO-layout pickle whose J_regressor is a real scipy csc_matrix (as in MANO_RIGHT.pkl), and one
-    whose state uses the old 'shape' key and module path (scipy < 1.8): loaded without importing scipy."""
-    arrays = random_mano_arrays(8)
-    J = arrays["J_regressor"] * (np.random.default_rng(0).random(arrays["J_regressor"].shape) < 0.1)
-    try:
-        import scipy.sparse as sp
-
-        (tmp_path / "MANO_RIGHT.pkl").write_bytes(pickle.dumps({**arrays, "J_regressor": sp.csc_matrix(J)}, protocol=2))
-    except ImportError:
-        pass
-    cols = [np.flatnonzero(J[:, j]) for j in range(J.shape[1])]
-    old = fake_sparse("csc_matrix", "scipy.sparse.csc", shape=J.shape, maxprint=50, format="csc",
-                      indptr=np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int32),
-                      indices=np.concatenate(cols).astype(np.int32), data=J.T[J.T != 0])
-    (tmp_path / "MANO_LEFT.pkl").write_bytes(dumps({**arrays, "J_regressor": old}))
-    np.save(tmp_path / "J.npy", J)
-    script = textwrap.dedent("""
-        import sys
-        import numpy as np
-        from pathlib import Path
-        from beingh0.mano.io import load_mano_pickle
-        d = Path(sys.argv[1])
-        for name in ("MANO_RIGHT.pkl", "MANO_LEFT.pkl"):
-            if (d / name).exists():
-                np.testing.assert_array_equal(load_mano_pickle(d / name)["J_regressor"], np.load(d / "J.npy"))
-        assert not any(m == "scipy" or m.startswith("scipy.") for m in sys.modules), "scipy was imported"
-        print("ok")
-    """)
-    r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
 
 
 def _npz_with_header(path, key, shape, descr="<f8", payload=b"\0" * 64):
