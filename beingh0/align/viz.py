@@ -78,12 +78,12 @@ def align_image(image: np.ndarray, src: Intrinsics, target: TargetCamera = OFFIC
 
 def _draw_points(ax, uv: np.ndarray) -> None:
     from ..core.constants import KEYPOINT_PARENTS
-    from ..mano.render import FINGER_COLOURS, _finger_of
+    from ..mano.render import FINGER_COLOURS, finger_of
 
     if len(uv) == 21:
         for k, p in enumerate(KEYPOINT_PARENTS):
             if p >= 0:
-                ax.plot(uv[[p, k], 0], uv[[p, k], 1], "-", color=FINGER_COLOURS[_finger_of(k)], lw=1.5)
+                ax.plot(uv[[p, k], 0], uv[[p, k], 1], "-", color=FINGER_COLOURS[finger_of(k)], lw=1.5)
     ax.scatter(uv[:, 0], uv[:, 1], s=10, c="yellow", edgecolors="black", linewidths=0.5, zorder=5)
 
 
@@ -91,7 +91,7 @@ def align_image_file(image_path, intrinsics: str, *, dist: str | None = None, di
                      keypoints=None, out_dir="out/align", size: int = 448, resize: str = "stretch",
                      target: str | None = None, frame: int = 0, backend=None) -> dict:
     """Align one image file to the target camera and write the PNGs and JSON; returns the written paths."""
-    from ..mano.render import _pyplot
+    from ..mano.render import pyplot_agg
 
     img = load_frame(image_path, frame)
     H, W = img.shape[:2]
@@ -122,7 +122,7 @@ def align_image_file(image_path, intrinsics: str, *, dist: str | None = None, di
     paths = {"aligned": out / f"{stem}_aligned.png", "before_after": out / f"{stem}_before_after.png",
              "json": out / f"{stem}_align.json"}
     Image.fromarray(out_img).save(paths["aligned"])
-    plt = _pyplot()
+    plt = pyplot_agg()
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [W / H, size / size]})
     axes[0].imshow(img)
     axes[0].set_title(f"source {W}x{H}: fx={src.fx:.1f} fy={src.fy:.1f} (hfov {src.fov_deg()[0]:.1f} deg)"
