@@ -41,6 +41,7 @@ from ..core.errors import UserFileError, UserValueError
 from ..core.rotations import matrix_to_axis_angle, rodrigues
 from .clean import (PALM, _as_numpy_keypoints, _as_valid, check_metres, chirality_scores,  # noqa: F401
                     detect_chirality_flips, detect_swaps, interpolate_gaps, mirror_about_palm)
+from .io import read_npy_header
 
 _MCP = ((-0.25, 0.25), (-0.35, 0.35), (-0.35, 1.9))
 _PIP = ((-0.25, 0.25), (-0.15, 0.15), (0.0, 2.0))
@@ -563,14 +564,8 @@ def load_keypoints_npy(path) -> np.ndarray:
             keys = []
         raise UserValueError(f"{path} is a .npz archive (arrays: {', '.join(keys) or 'none'}); {_KP_HINT}, e.g. "
                              f"numpy.save('kp.npy', numpy.load('{path.name}')['{keys[0] if keys else 'KEY'}'])")
-    fmt = np.lib.format
     try:
-        with open(path, "rb") as f:
-            version = fmt.read_magic(f)
-            if version not in ((1, 0), (2, 0)):
-                raise ValueError(f".npy format version {version} (numpy.save writes 1.0 or 2.0 for plain arrays)")
-            shape, _, dtype = fmt.read_array_header_1_0(f) if version == (1, 0) else fmt.read_array_header_2_0(f)
-            header_end = f.tell()
+        shape, dtype, present = read_npy_header(path)
     except (ValueError, EOFError, OSError) as e:
         what = "is empty" if path.stat().st_size == 0 else f"is not a .npy file ({type(e).__name__}: {e})"
         raise UserValueError(f"{path} {what}; {_KP_HINT}") from None
@@ -580,12 +575,12 @@ def load_keypoints_npy(path) -> np.ndarray:
     if dtype.kind not in "iuf":
         raise UserValueError(f"{path} has dtype {dtype}; expected float keypoints in metres; {_KP_HINT}")
     if len(shape) not in (2, 3) or tuple(shape[-2:]) != (NUM_KEYPOINTS, 3):
-        raise UserValueError(f"keypoints in {path} have shape {tuple(shape)}, expected (T, 21, 3) (Being-H0/MediaPipe "
+        raise UserValueError(f"keypoints in {path} have shape {shape}, expected (T, 21, 3) (Being-H0/MediaPipe "
                              "keypoint order, metres) or (21, 3) for one frame")
     need = math.prod(shape) * dtype.itemsize
-    if path.stat().st_size - header_end < need:
-        raise UserValueError(f"{path} is truncated: its header declares shape {tuple(shape)} ({need:,} bytes) but "
-                             f"{path.stat().st_size - header_end:,} bytes follow; write it again with numpy.save")
+    if present < need:
+        raise UserValueError(f"{path} is truncated: its header declares shape {shape} ({need:,} bytes) but "
+                             f"{present:,} bytes follow; write it again with numpy.save")
     try:
         kp = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as e:

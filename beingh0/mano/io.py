@@ -342,6 +342,23 @@ def save_model(arrays: dict, path, meta: dict | None = None) -> Path:
     return path
 
 
+def read_npy_header(path) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, data bytes present) of a ``.npy`` file, from its header, without reading its data.
+
+    Raises ``ValueError`` / ``EOFError`` / ``OSError`` for a file that is not a ``.npy`` (1.0/2.0);
+    callers turn those into a ``UserError`` that says what to pass. Compare ``math.prod(shape) *
+    dtype.itemsize`` with the bytes present before ``numpy.load`` allocates the array.
+    """
+    path = Path(path)
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        version = fmt.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f".npy format version {version} (numpy.save writes 1.0 or 2.0 for plain arrays)")
+        shape, _, dtype = fmt.read_array_header_1_0(f) if version == (1, 0) else fmt.read_array_header_2_0(f)
+        return tuple(shape), dtype, path.stat().st_size - f.tell()
+
+
 def _npy_header(f, source: str, key: str) -> tuple[tuple, np.dtype]:
     """(shape, dtype) from the header of a .npy stream, without reading its data."""
     fmt = np.lib.format
