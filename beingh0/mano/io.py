@@ -44,7 +44,7 @@ MAX_SHAPE_COMPONENTS = 300
 #: Most elements of any one array in a model file (posedirs of MAX_VERTICES vertices: 4.05 M).
 MAX_ARRAY_ELEMENTS = 1 << 22
 #: Largest model file on disk, and most bytes all its arrays may decode to (MANO_RIGHT.pkl: 3.8 MB).
-MAX_MODEL_BYTES = 256 << 20
+MAX_MODEL_BYTES = 128 << 20
 #: Most arrays in a .npz / .safetensors model file (MANO has 9 required ones and ~10 extras).
 MAX_MODEL_ARRAYS = 64
 
@@ -211,8 +211,26 @@ def sparse_to_dense(fmt: str, state, what: str = "sparse matrix") -> np.ndarray:
     return out
 
 
+def _reconstruct_checked(subtype, shape, dtype):
+    """numpy's ``_reconstruct`` (how a pickled array starts: an empty (0,) array that ``__setstate__``
+    then fills from the pickle's bytes), refusing what pickle.dumps never writes: another subtype or
+    a large shape, which numpy would allocate before any check."""
+    if subtype is not np.ndarray:
+        raise UnsafePickleError(f"refusing numpy _reconstruct of {subtype!r}: model arrays are plain numpy.ndarray")
+    try:
+        n = math.prod(operator.index(d) for d in (shape if isinstance(shape, tuple) else (shape,)))
+    except TypeError:
+        raise UnsafePickleError(f"refusing numpy _reconstruct with shape {shape!r}") from None
+    if n > 1:
+        raise UnsafePickleError(f"refusing numpy _reconstruct with shape {shape!r}: pickled arrays start empty, "
+                                "their data follows in the pickle")
+    return _NP_RECONSTRUCT(subtype, shape, dtype)
+
+
+_NP_RECONSTRUCT = np.empty(0).__reduce__()[0]   # numpy's own _reconstruct (numpy.core or numpy._core)
+
+
 _NUMPY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
 }
@@ -240,6 +258,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _latin1_encode
         if (module, name) in (("builtins", "bytes"), ("__builtin__", "bytes")):
             return _empty_bytes
+        if (module, name) in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
+            return _reconstruct_checked
         if (module, name) in _NUMPY_GLOBALS:
             mod = __import__(module, fromlist=[name])
             return getattr(mod, name)

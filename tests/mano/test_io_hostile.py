@@ -102,6 +102,11 @@ def _hostile_files(tmp_path) -> dict:
     p = tmp_path / "sparse_by_call.pkl"
     p.write_bytes(b"\x80\x02}q\x00X\x0b\x00\x00\x00J_regressorq\x01cscipy.sparse._csc\ncsc_matrix\nK\x05\x85Rs.")
     files["sparse_by_call"] = (str(p), "built by a call")
+    # numpy's _reconstruct asked for a 10 GB array (pickle.dumps always writes shape (0,))
+    p = tmp_path / "reconstruct_huge.pkl"
+    p.write_bytes(b"\x80\x02}X\x01\x00\x00\x00acnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+                  b"\x8a\x05\x00\xe4\x0bT\x02\x85C\x01b\x87Rs.")
+    files["reconstruct_huge"] = (str(p), "pickled arrays start empty")
     sp = None
     try:
         import scipy.sparse as sp
