@@ -14,10 +14,10 @@ See docs/align.md for the conventions and the sample-dict keys.
 from .balance import (BalanceConfig, BalanceDraw, BalanceParams, HandState, balance_affine, check_rules, draw_balance,
                       rotation_z, transform_mano, transform_points, wrist_features)
 from .camera import OFFICIAL_TARGET, Intrinsics, TargetCamera, project_points, undistort_pixels
-from .geometry import Alignment, align_matrix, apply_affine, model_from_frame_matrix, resize_matrix
+from .geometry import Alignment, align_matrix, apply_affine, model_from_frame_matrix
 
 _LAZY = {"BalanceSampler": "sampler", "plot_balance": "sampler", "AlignTransform": "transform",
-         "align_image_file": "viz"}
+         "align_image_file": "viz", "resize_matrix": "geometry"}
 
 
 def __getattr__(name):

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ops.warp import resize_matrix  # the one resize affine: sizes as (width, height), returns a torch tensor
 from .camera import OFFICIAL_TARGET, Intrinsics, TargetCamera, undistort_pixels
 
 __all__ = ["Alignment", "align_matrix", "resize_matrix", "model_from_frame_matrix", "apply_affine",
@@ -57,9 +56,21 @@ def model_from_frame_matrix(target: TargetCamera) -> np.ndarray:
     return _model_from_frame(ws, hs, wd, hd, target.resize).copy()
 
 
+def __getattr__(name):
+    # ``resize_matrix`` is beingh0.ops.warp's (sizes as (width, height), a torch tensor), re-exported
+    # lazily: importing beingh0.ops costs seconds that code using only the geometry need not pay
+    if name == "resize_matrix":
+        from ..ops.warp import resize_matrix
+
+        return resize_matrix
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @functools.lru_cache(maxsize=64)
 def _model_from_frame(ws: int, hs: int, wd: int, hd: int, mode: str) -> np.ndarray:
     # cached: the balancing sampler asks for it per candidate move, and building a torch tensor costs ~100 us
+    from ..ops.warp import resize_matrix
+
     if mode == "stretch":
         return resize_matrix((ws, hs), (wd, hd)).numpy()
     sx, sy = wd / ws, hd / hs
