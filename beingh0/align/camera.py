@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..core.errors import UserValueError
+
 DIST_MODELS = {"radtan": (4, 5), "fisheye": (4,)}
 """Distortion model -> allowed coefficient counts (OpenCV order)."""
 
@@ -31,9 +33,9 @@ def parse_floats(text: str, name: str, counts: tuple[int, ...]) -> tuple[float, 
     try:
         vals = tuple(float(v) for v in str(text).replace(" ", "").split(",") if v != "")
     except ValueError:
-        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
+        raise UserValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
     if len(vals) not in counts:
-        raise ValueError(f"{name} needs {' or '.join(map(str, counts))} comma-separated numbers, got {len(vals)} in {text!r}")
+        raise UserValueError(f"{name} needs {' or '.join(map(str, counts))} comma-separated numbers, got {len(vals)} in {text!r}")
     return vals
 
 
@@ -63,28 +65,28 @@ class Intrinsics:
             except (TypeError, ValueError):
                 raise TypeError(f"Intrinsics.{k} must be a number, got {v!r}") from None
             if not math.isfinite(v):
-                raise ValueError(f"Intrinsics.{k} must be finite, got {v}; check the calibration file")
+                raise UserValueError(f"Intrinsics.{k} must be finite, got {v}; check the calibration file")
             object.__setattr__(self, k, v)
         for k in ("fx", "fy"):
             if getattr(self, k) <= 0:
-                raise ValueError(f"Intrinsics.{k} must be > 0 pixels, got {getattr(self, k)}; focal lengths are "
+                raise UserValueError(f"Intrinsics.{k} must be > 0 pixels, got {getattr(self, k)}; focal lengths are "
                                  "positive (pass fx,fy,cx,cy in pixels of the image as it is)")
         for k in ("width", "height"):
             v = getattr(self, k)
             if isinstance(v, float) and v.is_integer():
                 v = int(v)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"Intrinsics.{k} must be a positive integer number of pixels, got {v!r}")
+                raise UserValueError(f"Intrinsics.{k} must be a positive integer number of pixels, got {v!r}")
             object.__setattr__(self, k, int(v))
         if self.dist_model not in DIST_MODELS:
-            raise ValueError(f"dist_model must be one of {list(DIST_MODELS)}, got {self.dist_model!r}")
+            raise UserValueError(f"dist_model must be one of {list(DIST_MODELS)}, got {self.dist_model!r}")
         if self.dist is not None:
             d = tuple(float(x) for x in np.asarray(self.dist, dtype=np.float64).reshape(-1))
             if len(d) not in DIST_MODELS[self.dist_model]:
-                raise ValueError(f"{self.dist_model} distortion needs {' or '.join(map(str, DIST_MODELS[self.dist_model]))} "
+                raise UserValueError(f"{self.dist_model} distortion needs {' or '.join(map(str, DIST_MODELS[self.dist_model]))} "
                                  f"coefficients (OpenCV order), got {len(d)}: {d}")
             if not all(math.isfinite(x) for x in d):
-                raise ValueError(f"distortion coefficients must be finite, got {d}")
+                raise UserValueError(f"distortion coefficients must be finite, got {d}")
             object.__setattr__(self, "dist", None if not any(d) else d)
 
     # -- construction ----------------------------------------------------------------------------
@@ -95,11 +97,11 @@ class Intrinsics:
         if K.shape == (4,):
             return cls(*K.tolist(), width, height, dist, dist_model)
         if K.shape != (3, 3):
-            raise ValueError(f"intrinsics must be a 3x3 matrix or (fx, fy, cx, cy), got shape {K.shape}")
+            raise UserValueError(f"intrinsics must be a 3x3 matrix or (fx, fy, cx, cy), got shape {K.shape}")
         if not np.all(np.isfinite(K)):
-            raise ValueError(f"intrinsic matrix has NaN/Inf entries: {K.tolist()}")
+            raise UserValueError(f"intrinsic matrix has NaN/Inf entries: {K.tolist()}")
         if abs(K[0, 1]) > 1e-9 * abs(K[0, 0]) or np.any(np.abs(K[2] - [0, 0, 1]) > 1e-12) or K[1, 0] != 0:
-            raise ValueError(f"intrinsic matrix must be [[fx,0,cx],[0,fy,cy],[0,0,1]] (no skew), got {K.tolist()}")
+            raise UserValueError(f"intrinsic matrix must be [[fx,0,cx],[0,fy,cy],[0,0,1]] (no skew), got {K.tolist()}")
         return cls(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width, height, dist, dist_model)
 
     @classmethod
@@ -169,12 +171,12 @@ class TargetCamera:
             object.__setattr__(self, "size", (int(self.size), int(self.size)))
         size = tuple(self.size)
         if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
-            raise ValueError(f"TargetCamera.size must be (height, width) positive integers, got {self.size!r}")
+            raise UserValueError(f"TargetCamera.size must be (height, width) positive integers, got {self.size!r}")
         object.__setattr__(self, "size", (int(size[0]), int(size[1])))
         if self.resize not in ("stretch", "letterbox", "crop"):
-            raise ValueError(f"TargetCamera.resize must be 'stretch', 'letterbox' or 'crop', got {self.resize!r}")
+            raise UserValueError(f"TargetCamera.resize must be 'stretch', 'letterbox' or 'crop', got {self.resize!r}")
         if self.frame.distorted:
-            raise ValueError("the target camera must be an undistorted pinhole (drop its distortion coefficients)")
+            raise UserValueError("the target camera must be an undistorted pinhole (drop its distortion coefficients)")
 
 
 OFFICIAL_TARGET = TargetCamera()

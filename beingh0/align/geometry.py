@@ -8,7 +8,8 @@ three OpenCV passes and force-resizes the input to 3840x2160 first, which breaks
    It acts on *undistorted* source pixels (``K_src @ normalised``); the warp undistorts.
 2. optional balancing affine on the target frame (``beingh0.align.balance``), about its principal
    point.
-3. ``model_from_frame``: the target frame (e.g. 1920x1080) to the model input (e.g. 448x448).
+3. ``model_from_frame`` (``model_from_frame_matrix``): the target frame (e.g. 1920x1080) to the
+   model input (e.g. 448x448); its stretch is ``beingh0.ops.warp.resize_matrix`` (re-exported here).
 
 Crop/pad rules. Step 1 places the source's principal point on the target's principal point (the
 frame centre for the official camera) at the target's pixel scale; whatever falls outside the
@@ -24,13 +25,15 @@ The 3D hand (MANO ``trans``, ``global_orient``, joints) is unchanged by alignmen
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from .camera import OFFICIAL_TARGET, Intrinsics, TargetCamera, undistort_pixels
 
-__all__ = ["Alignment", "align_matrix", "resize_matrix", "apply_affine", "frame_from_src_matrix"]
+__all__ = ["Alignment", "align_matrix", "resize_matrix", "model_from_frame_matrix", "apply_affine",
+           "frame_from_src_matrix"]
 
 
 def apply_affine(A: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -40,22 +43,42 @@ def apply_affine(A: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return uv @ A[:2, :2].T + A[:2, 2]
 
 
-def resize_matrix(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str = "stretch") -> np.ndarray:
-    """3x3 affine from a src_hw image to a dst_hw image (``stretch`` | ``letterbox`` | ``crop``), centred.
+def model_from_frame_matrix(target: TargetCamera) -> np.ndarray:
+    """(3, 3) affine from the target frame's pixels to the model input's, by ``target.resize``:
+    ``stretch`` is :func:`beingh0.ops.warp.resize_matrix` (each axis on its own); ``letterbox`` /
+    ``crop`` scale both axes by the smaller / larger factor and centre the result (pad / crop).
 
     Pixel centres at integers: x_dst = s_x * (x_src + 0.5 - W_src / 2) + W_dst / 2 - 0.5.
     """
-    (hs, ws), (hd, wd) = src_hw, dst_hw
+    if not isinstance(target, TargetCamera):
+        raise TypeError(f"target must be a TargetCamera, got {type(target).__name__}")
+    (hs, ws), (hd, wd) = target.frame.size, target.size
+    return _model_from_frame(ws, hs, wd, hd, target.resize).copy()
+
+
+def __getattr__(name):
+    # ``resize_matrix`` is beingh0.ops.warp's (sizes as (width, height), a torch tensor), re-exported
+    # lazily: importing beingh0.ops costs seconds that code using only the geometry need not pay
+    if name == "resize_matrix":
+        from ..ops.warp import resize_matrix
+
+        return resize_matrix
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def _model_from_frame(ws: int, hs: int, wd: int, hd: int, mode: str) -> np.ndarray:
+    # cached: the balancing sampler asks for it per candidate move, and building a torch tensor costs ~100 us
+    from ..ops.warp import resize_matrix
+
+    if mode == "stretch":
+        return resize_matrix((ws, hs), (wd, hd)).numpy()
     sx, sy = wd / ws, hd / hs
-    if mode == "letterbox":
-        sx = sy = min(sx, sy)
-    elif mode == "crop":
-        sx = sy = max(sx, sy)
-    elif mode != "stretch":
-        raise ValueError(f"resize mode must be 'stretch', 'letterbox' or 'crop', got {mode!r}")
-    return np.array([[sx, 0.0, sx * (0.5 - ws / 2) + wd / 2 - 0.5],
-                     [0.0, sy, sy * (0.5 - hs / 2) + hd / 2 - 0.5],
-                     [0.0, 0.0, 1.0]])
+    s = min(sx, sy) if mode == "letterbox" else max(sx, sy)
+    M = resize_matrix((ws, hs), (s * ws, s * hs)).numpy()      # uniform scale, then centre
+    M[0, 2] += (wd - s * ws) / 2
+    M[1, 2] += (hd - s * hs) / 2
+    return M
 
 
 def frame_from_src_matrix(src: Intrinsics, frame: Intrinsics) -> np.ndarray:
@@ -116,7 +139,7 @@ def align_matrix(src: Intrinsics, target: TargetCamera | Intrinsics = OFFICIAL_T
     if B.shape != (3, 3) or not np.all(np.isfinite(B)) or np.any(B[2] != [0, 0, 1]):
         raise ValueError(f"balance must be a finite 3x3 affine with last row (0, 0, 1), got {B.tolist()}")
     F = frame_from_src_matrix(src, target.frame)
-    M = resize_matrix(target.frame.size, target.size, target.resize)
+    M = model_from_frame_matrix(target)
     K_model = target.frame.transformed(M, target.size[1], target.size[0])
     return Alignment(src=src, target=target, frame_from_src=F, balance=B, model_from_frame=M,
                      dst_from_src=M @ B @ F, K_model=K_model)

@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .balance import BalanceConfig, BalanceParams, HandState, _rz, balance_affine, draw_balance, transform_mano, transform_points
+from .balance import (BalanceConfig, BalanceParams, HandState, balance_affine, draw_balance, rotation_z,
+                      transform_mano, transform_points)
 from .camera import OFFICIAL_TARGET, Intrinsics, TargetCamera
 from .geometry import align_matrix
 
@@ -235,7 +236,7 @@ class AlignTransform:
             if not params.is_identity:
                 if "joints" in p:  # wrist-relative: only the rotation acts on them (depth scaling moves the hand rigidly)
                     j = _np(p["joints"]).astype(np.float64)
-                    p["joints"] = _like(j @ _rz(params.angle).T, p["joints"])
+                    p["joints"] = _like(j @ rotation_z(params.angle).T, p["joints"])
                 if "ref_global_orient" in p and "ref_trans" in p:
                     go, tr = p["ref_global_orient"], p["ref_trans"]
                     go2, tr2 = transform_mano(_np(go).reshape(1, 3), _np(tr).reshape(1, 3), params)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..core.constants import NUM_KEYPOINTS
+from ..core.errors import UserValueError
 
 #: Palm keypoints used for the rigid initialisation and stage 1: wrist, index/middle/ring/pinky MCP.
 PALM = (0, 5, 9, 13, 17)
@@ -19,9 +20,13 @@ _OFF_PALM = (1, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20)
 def _as_numpy_keypoints(keypoints, name="keypoints") -> np.ndarray:
     if isinstance(keypoints, torch.Tensor):
         keypoints = keypoints.detach().cpu().double().numpy()
-    kp = np.asarray(keypoints, dtype=np.float64)
+    try:
+        kp = np.asarray(keypoints, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise UserValueError(f"{name} must be a (T, 21, 3) float array in metres, got {type(keypoints).__name__} "
+                             f"({e})") from None
     if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise ValueError(f"{name} must have shape (T, 21, 3) (Being-H0 keypoint order, metres), got {kp.shape}; "
+        raise UserValueError(f"{name} must have shape (T, 21, 3) (Being-H0 keypoint order, metres), got {kp.shape}; "
                          "add a frame axis with kp[None] for a single frame")
     return kp
 
@@ -39,8 +44,41 @@ def _as_valid(valid, kp: np.ndarray) -> np.ndarray:
     if v.shape == (T,):
         v = np.repeat(v[:, None], NUM_KEYPOINTS, 1)
     elif v.shape != (T, NUM_KEYPOINTS):
-        raise ValueError(f"valid must have shape ({T},) or ({T}, 21) to match keypoints, got {v.shape}")
+        raise UserValueError(f"valid must have shape ({T},) or ({T}, 21) to match keypoints, got {v.shape}")
     return v & finite
+
+
+#: Plausible wrist-to-middle-MCP length of a human hand in metres (adults: ~0.08-0.11; the
+#: embedded hand 0.090, the MediaPipe sequence in shared/data 0.097). Wide on purpose: it is there to
+#: catch wrong units (millimetres: ~90, centimetres: ~9), not small or large hands.
+HAND_LENGTH_RANGE_M = (0.02, 0.5)
+
+
+def hand_length(keypoints, valid=None) -> float:
+    """Median wrist-to-middle-MCP distance (keypoints 0 and 9) over the frames where both are valid
+    and finite, in the keypoints' unit; NaN when no frame has both."""
+    kp = _as_numpy_keypoints(keypoints)
+    v = _as_valid(valid, kp)
+    d = np.linalg.norm(kp[:, 9] - kp[:, 0], axis=-1)
+    ok = v[:, 0] & v[:, 9] & np.isfinite(d)
+    return float(np.median(d[ok])) if ok.any() else float("nan")
+
+
+def check_metres(keypoints, valid=None, name: str = "keypoints") -> float:
+    """Refuse keypoints whose hand size says they are not in metres (``UserValueError`` naming the
+    likely unit: millimetres, centimetres); returns the hand length in metres (NaN: nothing to measure)."""
+    L = hand_length(keypoints, valid)
+    lo, hi = HAND_LENGTH_RANGE_M
+    if not np.isfinite(L) or lo <= L <= hi:
+        return L
+    if L == 0:
+        raise UserValueError(f"{name} have the wrist and the middle-finger MCP (keypoints 0 and 9) at the same point; "
+                             "pass 21 keypoints per frame in Being-H0/MediaPipe order, in metres")
+    guess = next(((unit, f) for unit, f in (("millimetres", 1000), ("centimetres", 100)) if lo <= L / f <= hi), None)
+    what = (f"look like {guess[0]}; divide them by {guess[1]}" if guess else
+            "are not in metres; convert them to metres")
+    raise UserValueError(f"{name} {what} (median wrist-to-middle-MCP length {L:.4g}; a hand's is {lo}-{hi} m, "
+                         "about 0.09 m for an adult). The fit expects metres")
 
 
 def interpolate_gaps(keypoints, valid, max_gap: int):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -36,9 +37,11 @@ import numpy as np
 import torch
 
 from ..core.constants import NUM_KEYPOINTS
-from .clean import (PALM, _as_numpy_keypoints, _as_valid, chirality_scores, detect_chirality_flips,  # noqa: F401
-                    detect_swaps, interpolate_gaps, mirror_about_palm)
-from ..core.rotations import rodrigues
+from ..core.errors import UserFileError, UserValueError
+from ..core.rotations import matrix_to_axis_angle, rodrigues
+from .clean import (PALM, _as_numpy_keypoints, _as_valid, check_metres, chirality_scores,  # noqa: F401
+                    detect_chirality_flips, detect_swaps, interpolate_gaps, mirror_about_palm)
+from .io import read_npy_header
 
 _MCP = ((-0.25, 0.25), (-0.35, 0.35), (-0.35, 1.9))
 _PIP = ((-0.25, 0.25), (-0.15, 0.15), (0.0, 2.0))
@@ -248,10 +251,8 @@ class FitResult:
 
 
 def _matrix_to_axis_angle(Rm: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) -> (..., 3) axis-angle via quaternions (stable at 0 and pi)."""
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(Rm.reshape(-1, 3, 3)).as_rotvec().reshape(*Rm.shape[:-2], 3)
+    """(..., 3, 3) -> (..., 3) axis-angle via quaternions (stable at 0 and pi; ``core.rotations``)."""
+    return matrix_to_axis_angle(torch.as_tensor(np.asarray(Rm, dtype=np.float64))).numpy()
 
 
 def _unwrap_axis_angle(r: np.ndarray) -> np.ndarray:
@@ -430,15 +431,25 @@ def _fit(model, keypoints, valid, cfg: FitConfig) -> FitResult:
     t0 = time.perf_counter()
     kp = _as_numpy_keypoints(keypoints)
     if kp.shape[0] == 0:
-        raise ValueError("keypoints has no frames (T = 0); pass at least one frame")
+        raise UserValueError("keypoints has no frames (T = 0); pass at least one frame")
     observed = _as_valid(valid, kp)
     kp = np.where(observed[..., None], kp, np.nan)
     T = kp.shape[0]
+    check_metres(kp, observed)
 
     # 1. chirality (before interpolating, so mirrored frames do not leak into their neighbours)
     flips = np.zeros(T, dtype=bool)
     if cfg.chirality != "off":
-        flips = detect_chirality_flips(kp, model.side, cfg.chirality_threshold)
+        with np.errstate(invalid="ignore"):
+            scores = chirality_scores(kp, model.side)
+        flips = np.nan_to_num(scores, nan=0.0) < -cfg.chirality_threshold
+        kept = np.nan_to_num(scores, nan=0.0) > cfg.chirality_threshold
+        if flips.sum() > max(kept.sum(), 0.5 * np.isfinite(scores).sum()):  # mostly the other hand
+            other = "left" if model.side == "right" else "right"
+            raise UserValueError(
+                f"the chirality check rejected {int(flips.sum())} of {T} frames as mirrored: the keypoints look like a "
+                f"{other} hand but the model is a {model.side} hand; fit with side='{other}' (`beingh0 mano fit "
+                f"--side {other}`, or a MANO_{other.upper()} model), or pass FitConfig(chirality='off') to fit them as they are")
         if cfg.chirality == "repair":
             kp[flips] = mirror_about_palm(kp[flips])
         else:
@@ -447,7 +458,9 @@ def _fit(model, keypoints, valid, cfg: FitConfig) -> FitResult:
     # 2. gaps
     kp, mask = interpolate_gaps(kp, observed, cfg.max_gap)
     if not mask.any():
-        raise ValueError("no valid keypoint left to fit (all NaN/masked); check the input and the valid mask")
+        why = (f" ({int(flips.sum())} frames were rejected as mirrored by the chirality check: is side='{model.side}' "
+               "right?)" if flips.any() else "")
+        raise UserValueError(f"no valid keypoint left to fit (all NaN/masked){why}; check the input and the valid mask")
 
     # 3. rigid initialisation from the rest palm
     with torch.no_grad():
@@ -455,8 +468,8 @@ def _fit(model, keypoints, valid, cfg: FitConfig) -> FitResult:
     w = mask[:, list(PALM)].astype(np.float64)
     ok = w.sum(1) >= 3
     if not ok.any():
-        raise ValueError("no frame has 3 valid palm keypoints (wrist, index/middle/ring/pinky MCP) to align the "
-                         "hand; check the keypoint order (Being-H0/MediaPipe 21) and the valid mask")
+        raise UserValueError("no frame has 3 valid palm keypoints (wrist, index/middle/ring/pinky MCP) to align the "
+                             "hand; check the keypoint order (Being-H0/MediaPipe 21) and the valid mask")
     Rm, tr = _batched_kabsch(rest[list(PALM)] - rest[0], kp[:, list(PALM)], np.where(ok[:, None], w, 1.0))
     go = np.zeros((T, 3))
     go[ok] = _unwrap_axis_angle(_matrix_to_axis_angle(Rm[ok]))
@@ -517,14 +530,70 @@ def _select_frames(n: int, frames) -> np.ndarray:
         return np.arange(n)
     if isinstance(frames, int):
         if frames < 1:
-            raise ValueError(f"frames={frames} must be >= 1 (the number of leading frames to fit)")
+            raise UserValueError(f"frames={frames} must be >= 1 (the number of leading frames to fit)")
         return np.arange(min(frames, n))
     if isinstance(frames, slice):
         return np.arange(n)[frames]
     idx = np.asarray(frames, dtype=np.int64)
     if idx.ndim != 1 or idx.size == 0 or idx.min() < -n or idx.max() >= n:
-        raise ValueError(f"frames must be an int, a slice or 1-D indices within [0, {n}), got {frames!r}")
+        raise UserValueError(f"frames must be an int, a slice or 1-D indices within [0, {n}), got {frames!r}")
     return idx
+
+
+_KP_HINT = "pass a .npy of shape (T, 21, 3) in metres (numpy.save('kp.npy', keypoints))"
+
+
+def load_keypoints_npy(path) -> np.ndarray:
+    """A (T, 21, 3) (or (21, 3)) keypoint array from a ``.npy`` file, never unpickled, as float64.
+
+    Every problem with the file (missing, a folder, an ``.npz`` archive, empty, truncated, not a
+    ``.npy``, pickled objects, a non-numeric dtype, a wrong shape) is a one-line ``UserError`` naming
+    the file and what to pass. The header is read first: the array's declared size must match the
+    file's, so nothing larger than the file is allocated.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserFileError(f"keypoint file {path} is a folder; {_KP_HINT}")
+    if not path.is_file():
+        raise UserFileError(f"keypoint file {path} not found; {_KP_HINT}")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                keys = [n[:-4] if n.endswith(".npy") else n for n in z.namelist()][:8]
+        except zipfile.BadZipFile:
+            keys = []
+        raise UserValueError(f"{path} is a .npz archive (arrays: {', '.join(keys) or 'none'}); {_KP_HINT}, e.g. "
+                             f"numpy.save('kp.npy', numpy.load('{path.name}')['{keys[0] if keys else 'KEY'}'])")
+    try:
+        shape, dtype, present = read_npy_header(path)
+    except (ValueError, EOFError, OSError) as e:
+        what = "is empty" if path.stat().st_size == 0 else f"is not a .npy file ({type(e).__name__}: {e})"
+        raise UserValueError(f"{path} {what}; {_KP_HINT}") from None
+    if dtype.hasobject:
+        raise UserValueError(f"{path} holds pickled objects (dtype {dtype}); convert it to a plain float array with "
+                             "numpy.save(path, numpy.asarray(data, dtype=float))")
+    if dtype.kind not in "iuf":
+        raise UserValueError(f"{path} has dtype {dtype}; expected float keypoints in metres; {_KP_HINT}")
+    if len(shape) not in (2, 3) or tuple(shape[-2:]) != (NUM_KEYPOINTS, 3):
+        raise UserValueError(f"keypoints in {path} have shape {shape}, expected (T, 21, 3) (Being-H0/MediaPipe "
+                             "keypoint order, metres) or (21, 3) for one frame")
+    need = math.prod(shape) * dtype.itemsize
+    if present < need:
+        raise UserValueError(f"{path} is truncated: its header declares shape {shape} ({need:,} bytes) but "
+                             f"{present:,} bytes follow; write it again with numpy.save")
+    try:
+        kp = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        raise UserValueError(f"{path}: not a readable .npy ({type(e).__name__}: {e}); {_KP_HINT}") from None
+    if kp.ndim == 2:
+        kp = kp[None]
+    return kp.astype(np.float64)
+
+
+def _check_out_file(path, flag: str, suffix: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise UserValueError(f"{flag} {p} is a folder; pass a file name ending in {suffix}")
 
 
 def fit_file(keypoints_path, out_path, model=None, config: FitConfig | None = None, render_path=None, frames=None,
@@ -532,26 +601,20 @@ def fit_file(keypoints_path, out_path, model=None, config: FitConfig | None = No
     """``beingh0 mano fit KEYPOINTS.npy --out PARAMS.npz [--render PNG]``.
 
     Loads a (T, 21, 3) float ``.npy`` (metres, Being-H0/MediaPipe keypoint order; NaN = missing;
-    never unpickled), fits it (``fit_keypoints``), writes the ``FitResult`` npz, optionally renders
-    four frames (fitted mesh vs input), and prints the error table (mm).
+    never unpickled; see ``load_keypoints_npy``), fits it (``fit_keypoints``), writes the
+    ``FitResult`` npz, optionally renders four frames (fitted mesh vs input), and prints the error
+    table (mm). A user's mistake (file, shape, unit, side) is a ``UserError``.
 
     Args:
         frames: None (all), an int (the first n frames), a slice or frame indices.
         side: hand side of the embedded model used when ``model`` is None.
     """
     path = Path(keypoints_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"keypoint file {path} not found; pass a (T, 21, 3) .npy in metres")
-    try:
-        kp = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise ValueError(f"{path} holds pickled objects ({e}); convert it to a plain float array with "
-                         "numpy.save(path, numpy.asarray(data, dtype=float))") from None
-    if kp.ndim == 2:
-        kp = kp[None]
-    if not np.issubdtype(kp.dtype, np.floating):
-        raise TypeError(f"{path} has dtype {kp.dtype}; expected float keypoints in metres")
-    kp = _as_numpy_keypoints(kp, f"keypoints in {path}")[_select_frames(len(kp), frames)]
+    _check_out_file(out_path, "--out", ".npz")
+    if render_path is not None:
+        _check_out_file(render_path, "--render", ".png")
+    kp = load_keypoints_npy(path)
+    kp = kp[_select_frames(len(kp), frames)]
     if model is None:
         from .model import ManoModel
 

@@ -63,13 +63,13 @@ class ManoModel(torch.nn.Module):
                  flat_hand_mean: bool = True, trans_mode: str = "wrist", tips: str = "beingh0", source: str = "arrays"):
         super().__init__()
         if side not in ("right", "left"):
-            raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+            raise UserValueError(f"side must be 'right' or 'left', got {side!r}")
         if trans_mode not in TRANS_MODES:
-            raise ValueError(f"trans_mode must be one of {list(TRANS_MODES)}, got {trans_mode!r}")
+            raise UserValueError(f"trans_mode must be one of {list(TRANS_MODES)}, got {trans_mode!r}")
         if tips not in TIP_CONVENTIONS:
-            raise ValueError(f"tips must be one of {list(TIP_CONVENTIONS)}, got {tips!r}")
+            raise UserValueError(f"tips must be one of {list(TIP_CONVENTIONS)}, got {tips!r}")
         if use_pca and not 1 <= num_pca_comps <= 45:
-            raise ValueError(f"num_pca_comps must be in [1, 45], got {num_pca_comps}")
+            raise UserValueError(f"num_pca_comps must be in [1, 45], got {num_pca_comps}")
         self.side, self.use_pca, self.num_pca_comps = side, use_pca, num_pca_comps
         self.flat_hand_mean, self.trans_mode, self.tips, self.source = flat_hand_mean, trans_mode, tips, source
         f64 = lambda k: torch.as_tensor(np.asarray(arrays[k]), dtype=torch.float64)
@@ -95,7 +95,12 @@ class ManoModel(torch.nn.Module):
         records that it is already fixed (our converted and embedded files do).
         """
         path = Path(path)
+        if side not in (None, "right", "left"):
+            raise UserValueError(f"side must be 'right', 'left' or None (from the file), got {side!r}")
         arrays, meta = load_model_file(path)
+        if meta.get("side") not in (None, "right", "left"):
+            raise UserValueError(f"{path}: its metadata names side {meta['side']!r}; re-create the file with "
+                                 "`beingh0 mano convert` (side 'right' or 'left')")
         side = side or meta.get("side") or _side_from_name(path) or "right"
         if fix_left_shapedirs is None:
             fix_left_shapedirs = side == "left" and not meta.get("shapedirs_fixed") and "beingh0_version" not in meta

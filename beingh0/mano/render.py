@@ -18,11 +18,15 @@ from ..core.constants import KEYPOINT_PARENTS
 FINGER_COLOURS = ("#444444", "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd")
 
 
-def _finger_of(k: int) -> int:
+def finger_of(k: int) -> int:
+    """Index into :data:`FINGER_COLOURS` of keypoint ``k`` (Being-H0 21-keypoint order): 0 wrist,
+    1 thumb, 2 index, 3 middle, 4 ring, 5 pinky."""
     return 0 if k == 0 else 1 + (k - 1) // 4
 
 
-def _pyplot():
+def pyplot_agg():
+    """``matplotlib.pyplot`` on a file backend (switches an interactive backend to Agg): for code
+    that writes PNGs on machines without a screen (renders, alignment and data previews)."""
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
@@ -30,6 +34,9 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+_pyplot = pyplot_agg  # old private name, still used by beingh0.data.show
 
 
 def _np(x) -> np.ndarray:
@@ -81,10 +88,10 @@ def draw_skeleton(ax, keypoints, *, alpha: float = 1.0, lw: float = 2.0, marker_
         if p < 0 or not (np.isfinite(kp[k]).all() and np.isfinite(kp[p]).all()):
             continue
         seg = kp[[p, k]]
-        ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], style, color=FINGER_COLOURS[_finger_of(k)], lw=lw, alpha=alpha,
+        ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], style, color=FINGER_COLOURS[finger_of(k)], lw=lw, alpha=alpha,
                 zorder=5)
     ok = np.isfinite(kp).all(-1)
-    cols = [FINGER_COLOURS[_finger_of(k)] for k in range(len(kp)) if ok[k]]
+    cols = [FINGER_COLOURS[finger_of(k)] for k in range(len(kp)) if ok[k]]
     ax.scatter(kp[ok, 0], kp[ok, 1], kp[ok, 2], c=cols, s=marker_size, alpha=alpha, depthshade=False, zorder=6)
 
 
@@ -114,7 +121,7 @@ def _panel(ax, title, view, pts):
 
 def render_hand(verts, faces, path, keypoints=None, *, title: str = "", view=None, dpi: int = 110) -> Path:
     """Render one mesh (V, 3) (with its 21-keypoint skeleton if given) to a PNG."""
-    plt = _pyplot()
+    plt = pyplot_agg()
     v = _np(verts)
     kp = _np(keypoints) if keypoints is not None else None
     view = view or (_view_for(kp) if kp is not None else (20.0, -60.0))
@@ -142,7 +149,7 @@ def render_fit_comparison(verts, faces, kp_fit, kp_input, path, titles=None, *, 
             metres, numpy or torch. titles: N strings.
     Returns the PNG path.
     """
-    plt = _pyplot()
+    plt = pyplot_agg()
     V, KF, KI = _np(verts), _np(kp_fit), _np(kp_input)
     if V.ndim == 2:
         V, KF, KI = V[None], KF[None], KI[None]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from beingh0.align import OFFICIAL_TARGET, Intrinsics, TargetCamera, align_matrix, apply_affine, project_points, resize_matrix
+from beingh0.align import (OFFICIAL_TARGET, Intrinsics, TargetCamera, align_matrix, apply_affine, model_from_frame_matrix,
+                           project_points, resize_matrix, rotation_z)
 from beingh0.align.camera import distort_normalized, undistort_normalized, undistort_pixels
 from beingh0.mano.model import ManoModel
 from beingh0.testing import random_pose
@@ -41,21 +42,41 @@ def test_official_target():
 
 
 @pytest.mark.parametrize("mode", ["stretch", "letterbox", "crop"])
-def test_resize_matrix(mode):
-    M = resize_matrix((1080, 1920), (448, 448), mode)
+def test_model_from_frame_matrix(mode):
+    M = model_from_frame_matrix(TargetCamera(OFFICIAL_TARGET.frame, (448, 448), mode))
     # the frame's outer pixel edges map to the output's edges (stretch) or centred inside/outside it
     tl, br = apply_affine(M, np.array([[-0.5, -0.5], [1919.5, 1079.5]]))
     centre = apply_affine(M, np.array([959.5, 539.5]))
     np.testing.assert_allclose(centre, [223.5, 223.5], atol=1e-12)
     if mode == "stretch":
         np.testing.assert_allclose([tl, br], [[-0.5, -0.5], [447.5, 447.5]], atol=1e-12)
-        from beingh0.ops.warp import resize_matrix as warp_resize
-
-        np.testing.assert_allclose(M, warp_resize((1920, 1080), (448, 448)).numpy(), atol=1e-15)
+        np.testing.assert_array_equal(M, resize_matrix((1920, 1080), (448, 448)).numpy())
     else:
         assert M[0, 0] == M[1, 1]
         width, height = br - tl
         assert (width, height) == pytest.approx((448, 252) if mode == "letterbox" else (796.44, 448), abs=0.01)
+
+
+def test_one_resize_matrix():
+    """beingh0.align re-exports THE resize affine of beingh0.ops.warp (sizes as (width, height)); a
+    non-square case pins the axis order: x scales by the widths, y by the heights."""
+    import beingh0.ops.warp as warp
+
+    assert resize_matrix is warp.resize_matrix
+    M = resize_matrix((640, 480), (320, 60)).numpy()
+    np.testing.assert_allclose(apply_affine(M, [[-0.5, -0.5], [639.5, 479.5]]), [[-0.5, -0.5], [319.5, 59.5]],
+                               atol=1e-12)
+    M = model_from_frame_matrix(TargetCamera(Intrinsics(500.0, 500.0, 319.5, 239.5, 640, 480), (60, 320), "letterbox"))
+    np.testing.assert_allclose(apply_affine(M, [[-0.5, -0.5], [639.5, 479.5]]), [[119.5, -0.5], [199.5, 59.5]],
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.3, -2.0, math.pi, 7.5])
+def test_rotation_z_is_the_core_rotation(angle):
+    from beingh0.core.rotations import axis_angle_to_matrix
+
+    ref = axis_angle_to_matrix(torch.tensor([0.0, 0.0, angle], dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(rotation_z(angle), ref, atol=1e-15)
 
 
 @pytest.mark.parametrize("distorted", [False, True])

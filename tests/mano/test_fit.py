@@ -243,12 +243,12 @@ def test_fit_real_mediapipe_keypoints(model):
 def test_pose_discontinuity_is_reported(model, seq):
     """A single frame whose data is the hand turned by 2 rad about the wrist: the fit follows the
     data there, the jump against both neighbours is flagged, re-initialised, and still reported."""
-    from scipy.spatial.transform import Rotation
+    from beingh0.core.rotations import rodrigues
 
     _, kp = seq
     bad = kp.copy()
     w = kp[10, 0]
-    bad[10] = (kp[10] - w) @ Rotation.from_rotvec([0.0, 2.0, 0.0]).as_matrix().T + w
+    bad[10] = (kp[10] - w) @ rodrigues(torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64)).numpy().T + w
     res = fit_keypoints(model, bad, config=cfg(stage2_iters=100, refine_iters=20))
     assert res.discontinuities.nonzero()[0].tolist() == [10]
     assert res.discontinuities_left[10]
