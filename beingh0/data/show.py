@@ -130,9 +130,9 @@ def _grid(tiles: list[np.ndarray], cols: int) -> np.ndarray:
 
 
 def _plot_motion_only(ep: Episode, kps: dict[str, np.ndarray], out: Path, frames: Sequence[int]) -> Path:
-    from ..mano.render import _pyplot
+    from ..mano.render import pyplot_agg
 
-    plt = _pyplot()
+    plt = pyplot_agg()
     fig = plt.figure(figsize=(11, 5.5))
     ax = fig.add_subplot(1, 2, 1, projection="3d")
     for side, k in kps.items():

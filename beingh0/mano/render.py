@@ -36,7 +36,6 @@ def pyplot_agg():
     return plt
 
 
-_pyplot = pyplot_agg  # old private name, still used by beingh0.data.show
 
 
 def _np(x) -> np.ndarray:

@@ -100,9 +100,9 @@ def fit_hand_track(keypoints: np.ndarray, side: str, options: dict | None = None
 
 def video_info(path: Path) -> tuple[int, int, int, float]:
     """(width, height, frame count, fps) of a video file without decoding it."""
-    from ..video import _av
+    from ..extras import require
 
-    av = _av()
+    av = require("av", "data", "video I/O (mp4, AV1)")
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
