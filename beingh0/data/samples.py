@@ -40,8 +40,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..mano.model import hand_model  # noqa: F401  (re-exported: the one cached hand-model loader)
 from ..motion.features import FeatureSpec
-from ..core.rotations import matrix_to_axis_angle
+from ..motion.hands import hand_features, hand_joints
 from ..motion.windows import FPS, REFERENCE_BACK_FRAMES, WINDOW_FRAMES, WINDOW_PAD, resample
 from .episode import SIDES, Episode, EpisodeFormatError
 
@@ -67,29 +68,6 @@ class MotionOptions:
     def __post_init__(self):
         if not 0.0 < self.min_valid <= 1.0:
             raise ValueError(f"min_valid must be in (0, 1], got {self.min_valid}")
-
-
-_MODELS: dict = {}
-
-
-def hand_model(side: str, path: str | None = None):
-    """Cached ``ManoModel`` for ``side`` (embedded default, or the MANO file in folder ``path``)."""
-    from ..mano.model import ManoModel
-
-    key = (side, path)
-    if key not in _MODELS:
-        if path is None:
-            _MODELS[key] = ManoModel.embedded(side)
-        else:
-            from pathlib import Path
-
-            folder = Path(path)
-            cands = [folder / f"MANO_{side.upper()}{ext}" for ext in (".pkl", ".npz", ".safetensors")]
-            found = next((c for c in cands if c.is_file()), None)
-            if found is None:
-                raise FileNotFoundError(f"hand_model folder {folder} has no MANO_{side.upper()}.pkl/.npz/.safetensors")
-            _MODELS[key] = ManoModel.from_file(found, side=side)
-    return _MODELS[key]
 
 
 def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -150,12 +128,11 @@ def motion_sidecar(ep: Episode, options: MotionOptions = MotionOptions()) -> tup
         p15 = resample(params, ep.fps, FPS)
         pos, lo, hi = _grid(ep.num_frames, ep.fps)
         v15 = valid[lo] & (valid[hi] | (pos == lo))
-        betas = torch.from_numpy(h.betas.astype(np.float64))[None]
-        model = hand_model(side, options.hand_model)
-        J = model.keypoints(betas, p15["global_orient"], p15["hand_pose"], p15["trans"])  # (T15, 21, 3) float64
+        p15["betas"] = torch.from_numpy(h.betas.astype(np.float64))
+        J = hand_joints(p15, side, hand_model(side, options.hand_model))       # (T15, 21, 3) float64, wrist-relative
         for name in ("global_orient", "hand_pose", "trans"):
             arrays[f"{side}.{name}"] = p15[name].numpy().astype(np.float32)
-        arrays[f"{side}.joints"] = (J - J[:, :1]).numpy().astype(np.float32)
+        arrays[f"{side}.joints"] = J.numpy().astype(np.float32)
         arrays[f"{side}.valid"] = v15.astype(np.uint8)
         arrays[f"{side}.betas"] = h.betas.astype(np.float32)
         frames[side] = int(len(v15))
@@ -170,7 +147,8 @@ def motion_sidecar(ep: Episode, options: MotionOptions = MotionOptions()) -> tup
 
 
 def load_sidecar(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
-    """Parse a motion sidecar into ``{side: {name: array}}`` with shape checks."""
+    """Parse a motion sidecar into ``{side: {name: array}}`` with shape checks (each hand's dict also
+    holds ``"side"``, which :func:`window_params` passes on so that features know the hand)."""
     from safetensors.numpy import load
 
     try:
@@ -189,6 +167,7 @@ def load_sidecar(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
                 raise EpisodeFormatError(f"{where}: field 'motion.{side}.{k}': missing or shape "
                                          f"{getattr(d.get(k), 'shape', None)}, expected {shape}")
         d["valid"] = d["valid"].astype(bool)
+        d["side"] = side
     return out
 
 
@@ -241,79 +220,42 @@ def window_params(hand: Mapping[str, np.ndarray], start: int, ref: int) -> dict[
     mask[:n] = hand["valid"][start:start + n]
     out: dict[str, Any] = {}
     for k, shape in (("global_orient", (3,)), ("hand_pose", (45,)), ("trans", (3,)), ("joints", (21, 3))):
-        a = np.zeros((WINDOW_PAD, *shape), np.float32)
+        a = np.zeros((WINDOW_PAD, *shape), np.asarray(hand[k]).dtype if np.asarray(hand[k]).dtype == np.float64 else np.float32)
         a[:n] = hand[k][start:start + n]
         out[k] = a
     out["betas"] = hand["betas"]
     out["ref_global_orient"] = hand["global_orient"][ref]
     out["ref_trans"] = hand["trans"][ref]
+    if "side" in hand:
+        out["side"] = hand["side"]
     return out, mask
 
 
-def _rot_cols01(r: np.ndarray) -> np.ndarray:
-    """First two columns of the rotation matrices of axis-angle vectors r (..., 3) -> (..., 3, 2).
+def features_batch(manos: list[Mapping[str, Any]], masks, spec: FeatureSpec | str = "D162", sides=None) -> torch.Tensor:
+    """Canonical motion features (B, 16, D) of camera-frame windows (see module docstring), through
+    THE feature path ``beingh0.motion.hand_features``: left hands are mirrored into the right-hand
+    convention, then every row is expressed in the window's reference frame.
 
-    R = cos(t) I + a [r]_x + b r r^T with a = sin(t)/t, b = (1 - cos t)/t^2 (series below t^2 = 1e-6),
-    the same matrix as ``beingh0.core.lbs.rodrigues``; only columns 0 and 1 are formed because the
-    6D representation needs no more. numpy, float32: no torch thread pool in the loader's hot path.
-    """
-    x, y, z = r[..., 0], r[..., 1], r[..., 2]
-    t2 = x * x + y * y + z * z
-    small = t2 < 1e-6
-    t2s = np.where(small, 1.0, t2)
-    t = np.sqrt(t2s)
-    a = np.where(small, 1.0 - t2 / 6.0, np.sin(t) / t).astype(r.dtype)
-    b = np.where(small, 0.5 - t2 / 24.0, (1.0 - np.cos(t)) / t2s).astype(r.dtype)
-    c = np.where(small, 1.0 - t2 / 2.0, np.cos(t)).astype(r.dtype)
-    out = np.empty(r.shape[:-1] + (3, 2), r.dtype)
-    out[..., 0, 0] = c + b * x * x
-    out[..., 1, 0] = a * z + b * y * x
-    out[..., 2, 0] = -a * y + b * z * x
-    out[..., 0, 1] = -a * z + b * x * y
-    out[..., 1, 1] = c + b * y * y
-    out[..., 2, 1] = a * x + b * z * y
-    return out
-
-
-def _rotmat(r: np.ndarray) -> np.ndarray:
-    """Full rotation matrices (..., 3, 3) of axis-angle r (..., 3) (third column = col0 x col1)."""
-    c01 = _rot_cols01(r)
-    return np.concatenate([c01, np.cross(c01[..., 0], c01[..., 1])[..., None]], -1)
-
-
-def _sixd(cols01: np.ndarray) -> np.ndarray:
-    """(..., 3, 2) first two columns -> (..., 6) = concat(col0, col1) (``core.rotations.matrix_to_6d``)."""
-    return np.concatenate([cols01[..., 0], cols01[..., 1]], -1)
-
-
-def features_batch(manos: list[Mapping[str, Any]], masks, spec: FeatureSpec | str = "D162") -> torch.Tensor:
-    """Canonical motion features (B, 16, D) float32 of camera-frame windows (see module docstring).
-
-    Equal to ``encode_features(canonicalize(params, frame=canonical_frame(ref)), spec, model)`` on
-    the same rows, without running the hand model (the joints come from the sidecar).
+    ``sides``: one ``"left"``/``"right"`` per window; default each ``mano["side"]`` (set by
+    :func:`window_params` from the sidecar). float32 in, float32 out; float64 in, float64 out.
     """
     spec = spec if isinstance(spec, FeatureSpec) else FeatureSpec(spec)
-    st = lambda k: np.stack([np.asarray(m[k], np.float32) for m in manos])
-    go, hp, tr = st("global_orient"), st("hand_pose"), st("trans")
-    B, L = go.shape[:2]
-    Rref = _rotmat(st("ref_global_orient"))                                   # (B, 3, 3)
-    RrefT = np.ascontiguousarray(Rref.transpose(0, 2, 1))
-    blocks = []
-    if spec.rot == "6d":
-        blocks.append(_sixd(_rot_cols01(hp.reshape(B, L, 15, 3))).reshape(B, L, 90))
-        blocks.append(_sixd(np.matmul(RrefT[:, None], _rot_cols01(go))))   # R_ref^T R_t, columns 0-1
-    else:
-        Rc = np.matmul(RrefT[:, None], _rotmat(go))
-        blocks += [hp, matrix_to_axis_angle(torch.from_numpy(Rc).double()).float().numpy()]
-    blocks.append(np.matmul(tr - st("ref_trans")[:, None], Rref))     # rows: (R_ref^T v)^T = v^T R_ref
-    if spec.has_betas:
-        blocks.append(np.broadcast_to(st("betas")[:, None], (B, L, 10)))
+    if sides is None:
+        missing = [i for i, m in enumerate(manos) if "side" not in m]
+        if missing:
+            raise ValueError(f"features_batch: window {missing[0]} has no 'side' in its mano dict; pass sides=[...] "
+                             "('left'/'right' per window): left hands are mirrored before their features are computed")
+        sides = [m["side"] for m in manos]
+    dtype = torch.float64 if all(np.asarray(m["global_orient"]).dtype == np.float64 for m in manos) else torch.float32
+    st = lambda k: torch.from_numpy(np.stack([np.asarray(m[k]) for m in manos])).to(dtype)
+    keys = ["global_orient", "hand_pose", "trans", "ref_global_orient", "ref_trans"]
     if spec.has_joints:
-        blocks.append(np.matmul(st("joints").reshape(B, L * 21, 3), Rref).reshape(B, L, 63))
-    x = np.concatenate(blocks, -1).astype(np.float32, copy=False)
-    m = np.stack([np.asarray(k, bool) for k in masks])
-    x *= m[..., None]
-    return torch.from_numpy(x)
+        keys.append("joints")
+    if spec.has_betas:
+        keys.append("betas")
+    x = hand_features({k: st(k) for k in keys}, spec, list(sides))
+    m = torch.from_numpy(np.stack([np.asarray(k, bool) for k in masks]))
+    return x * m[..., None]
 
 
 def window_text(header_text: Mapping[str, Any], side: str, t0: float, t1: float) -> tuple[str, str]:

@@ -176,26 +176,22 @@ def encode_features(params: dict, spec="D162", model=None) -> torch.Tensor:
             betas = betas[None]
         if betas.dim() != 2 or betas.shape[0] not in (1, T):
             raise ValueError(f"betas must be (S,), (1, S) or (T, S) with T={T}, got {tuple(betas.shape)}")
-    blocks = []
-    if spec.rot == "aa":
-        blocks += [hp, go]
-    else:
-        blocks += [matrix_to_6d(axis_angle_to_matrix(hp.reshape(T, NUM_FINGER_JOINTS, 3))).reshape(T, -1),
-                   matrix_to_6d(axis_angle_to_matrix(go))]
-    blocks.append(tr)
+    p = {"global_orient": go, "hand_pose": hp, "trans": tr}
     if spec.has_betas:
         if betas is None:
             raise ValueError(f"{spec.name} stores betas: pass params['betas'] of shape (10,) or (T, 10)")
         if betas.shape[1] != NUM_BETAS:
             raise ValueError(f"{spec.name} stores {NUM_BETAS} betas, got {betas.shape[1]}")
-        blocks.append(betas.expand(T, NUM_BETAS))
+        p["betas"] = betas.expand(T, NUM_BETAS)
     if spec.has_joints:
         if model is None:
             raise ValueError(f"{spec.name} stores joint positions: pass model=ManoModel.embedded(side) "
                              f"(or ManoModel.from_file(...)), or use a spec without joints (D51/D99/D109)")
         J = model.keypoints(betas, go, hp, tr)                      # (T, 21, 3)
-        blocks.append((J - J[:, :1]).reshape(T, NUM_KEYPOINTS * 3))
-    return torch.cat(blocks, -1)
+        p["joints"] = J - J[:, :1]
+    from .hands import hand_features   # the one feature path (hands imports this module)
+
+    return hand_features(p, spec, "right")
 
 
 def decode_features(x: torch.Tensor, spec="D162") -> dict:

@@ -20,11 +20,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+from ..core.errors import UserValueError
 from ..motion.features import FEATURE_NAMES
 
-__all__ = ["TokenizerConfig", "PRESETS", "CONFIG_VERSION"]
+__all__ = ["TokenizerConfig", "PRESETS", "CONFIG_VERSION", "MAX_SIZES"]
 
 CONFIG_VERSION = 1
+#: Upper bounds of the size fields (far above any published motion tokenizer: the paper's has width
+#: 512, 3 blocks, 512 codes): a config beyond them is a corrupt file or a typo, refused before a
+#: model is built.
+MAX_SIZES = {"width": 4096, "code_dim": 4096, "groups": 64, "layers": 64, "codes": 65536, "down_t": 4,
+             "kmeans_iters": 1000, "restart_after": 10_000_000, "blocks": 16, "dilation": 1024}
 
 
 @dataclass(frozen=True)
@@ -73,38 +79,56 @@ class TokenizerConfig:
     """Format version of this config (checked on load)."""
 
     def __post_init__(self):
-        object.__setattr__(self, "dilations", tuple(self.dilations))
+        if isinstance(self.dilations, (list, tuple)):
+            object.__setattr__(self, "dilations", tuple(self.dilations))
         problems = []
 
         def need(ok, msg):
             if not ok:
                 problems.append(msg)
 
+        def short(v):
+            t = repr(v)
+            return t if len(t) <= 60 else f"{t[:40]}... ({len(v) if hasattr(v, '__len__') else '?'} items)"
+
+        def isint(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def isnum(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
         def posint(name, lo=1):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= lo,
-                 f"{name}={v!r} must be an integer >= {lo}")
+            hi = MAX_SIZES.get(name)
+            need(isint(v) and v >= lo and (hi is None or v <= hi),
+                 f"{name}={short(v)} must be an integer in [{lo}, {hi if hi is not None else 'inf'}]")
 
-        need(self.features in FEATURE_NAMES, f"features={self.features!r} must be one of {list(FEATURE_NAMES)}")
+        need(isinstance(self.name, str) and len(self.name) <= 200, f"name={short(self.name)} must be a string (<= 200 chars)")
+        need(isinstance(self.features, str) and self.features in FEATURE_NAMES,
+             f"features={short(self.features)} must be one of {list(FEATURE_NAMES)}")
         need(isinstance(self.part_level, bool), f"part_level={self.part_level!r} must be True or False")
+        need(isinstance(self.kmeans_init, bool), f"kmeans_init={self.kmeans_init!r} must be True or False")
         for n in ("width", "code_dim", "groups", "layers", "codes", "down_t"):
             posint(n)
         posint("kmeans_iters", 0)
         posint("restart_after", 0)
-        need(len(self.dilations) >= 1 and all(isinstance(d, int) and d >= 1 for d in self.dilations),
-             f"dilations={self.dilations!r} must be a non-empty tuple of integers >= 1, e.g. (9, 3, 1)")
-        if isinstance(self.code_dim, int) and isinstance(self.groups, int) and self.groups >= 1:
+        dil = self.dilations
+        need(isinstance(dil, tuple) and 1 <= len(dil) <= MAX_SIZES["blocks"] and
+             all(isint(d) and 1 <= d <= MAX_SIZES["dilation"] for d in dil),
+             f"dilations={short(dil)} must be a list of 1 to {MAX_SIZES['blocks']} integers in [1, {MAX_SIZES['dilation']}], "
+             "e.g. (9, 3, 1)")
+        if isint(self.code_dim) and isint(self.groups) and self.groups >= 1:
             need(self.code_dim % self.groups == 0,
                  f"code_dim={self.code_dim} must be divisible by groups={self.groups} (each group gets code_dim // groups channels)")
-        need(isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0,
+        need(isnum(self.ema_decay) and 0.0 <= self.ema_decay < 1.0,
              f"ema_decay={self.ema_decay!r} must be in [0, 1), e.g. 0.99")
         for n in ("commit_weight", "wrist_weight"):
             v = getattr(self, n)
-            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{n}={v!r} must be a finite number >= 0")
+            need(isnum(v) and math.isfinite(v) and v >= 0, f"{n}={v!r} must be a finite number >= 0")
         need(self.version == CONFIG_VERSION,
              f"config version {self.version!r} is not supported by this beingh0 (knows {CONFIG_VERSION})")
         if problems:
-            raise ValueError("invalid TokenizerConfig:\n  - " + "\n  - ".join(problems))
+            raise UserValueError("invalid TokenizerConfig: " + "; ".join(problems))
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -129,11 +153,11 @@ class TokenizerConfig:
     def from_dict(cls, d: dict) -> "TokenizerConfig":
         """Inverse of ``to_dict``; unknown keys are an error."""
         if not isinstance(d, dict):
-            raise TypeError(f"tokenizer config must be a dict, got {type(d).__name__}")
+            raise UserValueError(f"tokenizer config must be a dict, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"tokenizer config has unknown keys {sorted(unknown)}; known: {sorted(known)}. "
+            raise UserValueError(f"tokenizer config has unknown keys {sorted(unknown)}; known: {sorted(known)}. "
                              "Was it written by a newer beingh0?")
         return cls(**d)
 
@@ -141,7 +165,7 @@ class TokenizerConfig:
     def preset(cls, name: str, **overrides) -> "TokenizerConfig":
         """A named configuration (see the module docstring), with optional field overrides."""
         if name not in PRESETS:
-            raise ValueError(f"unknown tokenizer preset {name!r}; choose one of {list(PRESETS)}")
+            raise UserValueError(f"unknown tokenizer preset {name!r}; choose one of {list(PRESETS)}")
         return replace(PRESETS[name], **overrides)
 
 

@@ -1,36 +1,33 @@
-"""MANO parameter sequences -> tokenizer training and evaluation windows.
+"""Motion for the tokenizer: dataset folders through the data loader, in-memory clips through the
+same feature path.
 
-Input is any list/iterable of ``MotionClip`` (MANO parameters of one hand over time), so episode
-storage from ``beingh0.data`` plugs in unchanged. Steps per clip (``prepare_clip``):
+Training and held-out evaluation read **dataset folders** (``beingh0 data build`` / ``data synth``)
+through the loader the VLA uses (``beingh0.data.loader.ShardDataset``, ``kind="motion"``): 1-second
+windows, reference frames drawn from the 10 s before each window (training) or the window start
+(evaluation), features from ``beingh0.data.samples.features_batch``. Several folders are read as one
+(:class:`ShardDatasets`).
 
-1. resample to 15 FPS (``beingh0.motion.resample``);
-2. left hands are mirrored into the right-hand convention (one tokenizer for both sides;
-   ``beingh0.mano.model.mirror_pose`` / ``mirror_points``), decode mirrors back;
-3. betas are held at the clip's first frame (paper section 6.4.1: the tokenizer models motion,
-   not shape);
-4. features (``beingh0.motion.encode_features``) in the camera frame, joints from the embedded
-   hand (or a given ``ManoModel``).
-
-Windows (``WindowSampler`` for training, ``clip_windows`` for evaluation) are re-expressed in a
-reference frame directly in feature space (``canonicalize_features``): rotating the world by R^T
-rotates every 3-vector block (6D columns, trans, joints) linearly, which is ~100x cheaper than
-re-running forward kinematics per window and equals ``beingh0.motion.canonicalize`` followed by
-``encode_features`` (tested). Training references are drawn from the 10 s before each window
-(``sample_reference_index``); evaluation uses the first frame of the clip.
+An in-memory ``MotionClip`` (a fitted real sequence, ``MotionTokenizer.encode``) becomes the same
+per-hand track the data build writes (:func:`clip_track`: 15 FPS, betas of the first frame,
+wrist-relative keypoints of the hand's own model) and its windows go through the same
+``window_params`` + ``features_batch`` (:func:`clip_windows`). Every path ends in
+``beingh0.motion.hand_features``, which mirrors left hands into the right-hand convention.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..motion import (FPS, WINDOW_FRAMES, WINDOW_PAD, FeatureSpec, axis_angle_to_matrix, encode_features,
-                      make_windows, matrix_to_axis_angle, resample, sample_reference_index)
+from ..core.errors import UserFileError, UserValueError
+from ..motion import FPS, WINDOW_FRAMES, CanonicalFrame, FeatureSpec, axis_angle_to_matrix, hand_features, resample
+from ..motion.hands import hand_joints, to_right_hand
 
-__all__ = ["MotionClip", "PreparedClip", "prepare_clip", "canonicalize_features", "WindowSampler", "clip_windows",
-           "hand_model"]
+__all__ = ["MotionClip", "clip_track", "clip_windows", "clip_features", "clips_from_episode", "ShardDatasets",
+           "open_datasets"]
 
 
 @dataclass
@@ -51,33 +48,32 @@ class MotionClip:
     name: str = ""
 
     def __post_init__(self):
-        def t(key, width):
+        def t(key):
             v = getattr(self, key)
             try:
                 v = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v, dtype=torch.float64)
             except (TypeError, ValueError) as e:
-                raise TypeError(f"MotionClip.{key} must be an array of numbers: {e}") from None
+                raise UserValueError(f"MotionClip.{key} must be an array of numbers: {e}") from None
             setattr(self, key, v.detach().cpu())
             return v
 
-        go, hp, tr = t("global_orient", 3), t("hand_pose", 45), t("trans", 3)
-        b = t("betas", 10)
+        go, hp, tr, b = t("global_orient"), t("hand_pose"), t("trans"), t("betas")
         T = go.shape[0] if go.dim() == 2 else -1
         for key, x, w in (("global_orient", go, 3), ("hand_pose", hp, 45), ("trans", tr, 3)):
             if x.dim() != 2 or x.shape[1] != w or x.shape[0] != T:
-                raise ValueError(f"MotionClip.{key} must be (T, {w}) with the T of global_orient ({T}), got {tuple(x.shape)}")
+                raise UserValueError(f"MotionClip.{key} must be (T, {w}) with the T of global_orient ({T}), got {tuple(x.shape)}")
         if T < 1:
-            raise ValueError("MotionClip needs at least one frame")
+            raise UserValueError("MotionClip needs at least one frame")
         if not (b.shape == (10,) or (b.dim() == 2 and b.shape == (T, 10))):
-            raise ValueError(f"MotionClip.betas must be (10,) or (T={T}, 10), got {tuple(b.shape)}")
+            raise UserValueError(f"MotionClip.betas must be (10,) or (T={T}, 10), got {tuple(b.shape)}")
         for key in ("global_orient", "hand_pose", "trans", "betas"):
             if not bool(torch.isfinite(getattr(self, key)).all()):
-                raise ValueError(f"MotionClip.{key} of clip {self.name!r} contains NaN or Inf; interpolate or drop "
-                                 "those frames first (beingh0.mano.clean.interpolate_gaps)")
-        if not (isinstance(self.fps, (int, float)) and self.fps > 0):
-            raise ValueError(f"MotionClip.fps must be > 0, got {self.fps!r}")
+                raise UserValueError(f"MotionClip.{key} of clip {self.name!r} contains NaN or Inf; interpolate or drop "
+                                     "those frames first (beingh0.mano.clean.interpolate_gaps)")
+        if isinstance(self.fps, bool) or not (isinstance(self.fps, (int, float)) and 0 < self.fps < 1e4):
+            raise UserValueError(f"MotionClip.fps must be > 0, got {self.fps!r}")
         if self.side not in ("right", "left"):
-            raise ValueError(f"MotionClip.side must be 'right' or 'left', got {self.side!r}")
+            raise UserValueError(f"MotionClip.side must be 'right' or 'left', got {self.side!r}")
 
     @property
     def num_frames(self) -> int:
@@ -89,137 +85,67 @@ class MotionClip:
         return {"global_orient": self.global_orient, "hand_pose": self.hand_pose, "trans": self.trans, "betas": b}
 
 
-@lru_cache(maxsize=4)
-def hand_model(side: str = "right"):
-    """The embedded hand (cached): joints for the D114/D162 features and the evaluation FK."""
-    from ..mano.model import ManoModel
-
-    return ManoModel.embedded(side)
-
-
-def to_right(params: dict, side: str) -> dict:
-    """Mirror a left hand's parameters into the right-hand convention (identity for right hands)."""
-    if side == "right":
-        return dict(params)
-    from ..mano.model import mirror_points, mirror_pose
-
-    out = dict(params)
-    out["global_orient"] = mirror_pose(params["global_orient"])
-    out["hand_pose"] = mirror_pose(params["hand_pose"])
-    out["trans"] = mirror_points(params["trans"])
-    return out
-
-
-from_right = to_right  # mirroring is its own inverse
-
-
-@dataclass
-class PreparedClip:
-    """A clip at 15 FPS, right-hand convention, camera frame. features (T, D) float64; rot (T, 3, 3)
-    wrist rotations and trans (T, 3), the candidate reference frames; params at 15 FPS."""
-
-    features: torch.Tensor
-    rot: torch.Tensor
-    trans: torch.Tensor
-    params: dict
-    side: str
-    name: str
-
-    @property
-    def num_frames(self) -> int:
-        return self.features.shape[0]
-
-
-def prepare_clip(clip: MotionClip, spec="D162", model=None) -> PreparedClip:
-    """Resample, mirror to the right hand, hold betas, compute features (see the module docstring)."""
+def _check_clip(clip) -> "MotionClip":
+    if isinstance(clip, dict):
+        clip = MotionClip(**clip)
     if not isinstance(clip, MotionClip):
         raise TypeError(f"expected a MotionClip, got {type(clip).__name__}")
-    spec = FeatureSpec(spec) if isinstance(spec, str) else spec
+    return clip
+
+
+def clip_track(clip: MotionClip, model=None) -> dict:
+    """A clip as the per-hand track the data build stores (``beingh0.data.samples.motion_sidecar``):
+    15 FPS, camera frame, the hand's own convention; float64 numpy arrays ``global_orient`` (T, 3),
+    ``hand_pose`` (T, 45), ``trans`` (T, 3), ``joints`` (T, 21, 3) wrist-relative keypoints of
+    ``model`` (default ``beingh0.mano.hand_model(clip.side)``), ``valid`` (T,), ``betas`` (10,)
+    (the first frame's: the tokenizer models motion, not shape) and ``side``."""
+    clip = _check_clip(clip)
     p = clip.params()
     betas = p.pop("betas")
     if clip.fps != FPS:
         p = resample(p, clip.fps, FPS)
-    p = to_right(p, clip.side)
     p["betas"] = betas
-    model = model if model is not None else hand_model("right")
-    feats = encode_features(p, spec, model=model if spec.has_joints else None)
-    return PreparedClip(feats, axis_angle_to_matrix(p["global_orient"]), p["trans"], p, clip.side, clip.name)
-
-
-def canonicalize_features(x: torch.Tensor, rot: torch.Tensor, origin: torch.Tensor, spec="D162") -> torch.Tensor:
-    """Express features x (..., T, D) (camera frame) in the reference frame (rot (..., 3, 3), origin (..., 3)).
-
-    global_orient <- R^T R_t, trans <- R^T (t - origin), joints (wrist-relative) <- R^T J; hand_pose
-    and betas are unchanged. Same result as ``motion.canonicalize`` + ``encode_features``.
-    """
-    spec = FeatureSpec(spec) if isinstance(spec, str) else spec
-    s = spec.slices
-    Rt = rot.transpose(-1, -2).to(x.dtype).unsqueeze(-3)             # (..., 1, 3, 3)
-    o = origin.to(x.dtype).unsqueeze(-2)                              # (..., 1, 3)
-    out = x.clone()
-    rotate = lambda v: (Rt @ v.unsqueeze(-1)).squeeze(-1)
-    go = x[..., s["global_orient"]]
-    if spec.rot == "6d":
-        out[..., s["global_orient"]] = torch.cat([rotate(go[..., :3]), rotate(go[..., 3:])], -1)
-    else:
-        out[..., s["global_orient"]] = matrix_to_axis_angle(Rt @ axis_angle_to_matrix(go))
-    out[..., s["trans"]] = rotate(x[..., s["trans"]] - o)
-    if spec.has_joints:
-        J = x[..., s["joints"]].reshape(*x.shape[:-1], 21, 3)
-        out[..., s["joints"]] = (J @ Rt.transpose(-1, -2)).reshape(*x.shape[:-1], 63)
+    J = hand_joints(p, clip.side, model)
+    out = {k: p[k].numpy() for k in ("global_orient", "hand_pose", "trans")}
+    out.update(joints=J.double().numpy(), valid=np.ones(len(out["trans"]), bool), betas=betas.numpy(), side=clip.side)
     return out
 
 
-class WindowSampler:
-    """Random training windows: clip (weighted by length), start frame, reference frame within the
-    10 s before the start; features canonicalised and normalised, padded to 16 frames.
+def clip_windows(clip: MotionClip, spec="D162", model=None):
+    """Evaluation windows of a clip, exactly as the loader builds them with ``reference="first"``:
+    consecutive 1-s windows, each in the frame of its first frame, left hands mirrored.
+    -> (features (N, 16, D) float64, mask (N, 16) bool, betas (N, 10) float64)."""
+    from ..data.samples import features_batch, window_params
 
-    All randomness comes from ``self.generator`` (a torch.Generator), whose state a checkpoint saves.
-    """
-
-    def __init__(self, clips: list, spec="D162", seed: int = 0, frames: int = WINDOW_FRAMES, pad_to: int = WINDOW_PAD):
-        if not clips:
-            raise ValueError("WindowSampler needs at least one clip")
-        self.clips, self.spec = clips, FeatureSpec(spec) if isinstance(spec, str) else spec
-        self.frames, self.pad_to = frames, pad_to
-        self.generator = torch.Generator().manual_seed(seed)
-        self.weights = torch.tensor([max(c.num_frames - frames + 1, 1) for c in clips], dtype=torch.float64)
-
-    def sample(self, batch: int, norm=None):
-        """-> (windows (B, pad_to, D) float32, mask (B, pad_to) bool)."""
-        g = self.generator
-        which = torch.multinomial(self.weights, batch, replacement=True, generator=g).tolist()
-        D = self.spec.dim
-        x = torch.zeros(batch, self.pad_to, D, dtype=torch.float64)
-        mask = torch.zeros(batch, self.pad_to, dtype=torch.bool)
-        rots, origins = torch.empty(batch, 3, 3, dtype=torch.float64), torch.empty(batch, 3, dtype=torch.float64)
-        for i, ci in enumerate(which):
-            c = self.clips[ci]
-            start = int(torch.randint(0, max(c.num_frames - self.frames, 0) + 1, (1,), generator=g))
-            ref = sample_reference_index(g, start)
-            n = min(self.frames, c.num_frames - start)
-            x[i, :n] = c.features[start:start + n]
-            mask[i, :n] = True
-            rots[i], origins[i] = c.rot[ref], c.trans[ref]
-        x = canonicalize_features(x, rots, origins, self.spec)
-        if norm is not None:
-            x = norm.apply(x)
-        return (x * mask[..., None]).float(), mask
-
-    def state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state)
+    spec = FeatureSpec(spec) if isinstance(spec, str) else spec
+    track = clip_track(clip, model)
+    T = len(track["valid"])
+    manos, masks = [], []
+    for start in range(0, T, WINDOW_FRAMES):
+        m, k = window_params(track, start, start)
+        manos.append(m)
+        masks.append(k)
+    x = features_batch(manos, masks, spec)
+    betas = torch.from_numpy(np.stack([m["betas"] for m in manos])).double()
+    return x, torch.from_numpy(np.stack(masks)), betas
 
 
-def clip_windows(clip: PreparedClip, spec="D162", norm=None):
-    """Evaluation windows: the whole clip in the frame of its first frame, cut into consecutive
-    1-s windows. -> (windows (N, 16, D), mask (N, 16), canonical features (T, D))."""
-    feats = canonicalize_features(clip.features, clip.rot[0], clip.trans[0], spec)
-    x = norm.apply(feats) if norm is not None else feats
-    w, m = make_windows(x)
-    return w * m[..., None], m, feats
+def clip_features(clip: MotionClip, spec="D162", model=None, canonicalize: bool = True):
+    """Whole-clip features (T, D) float64 at 15 FPS in the right-hand convention, expressed in the
+    frame of the clip's first frame (``canonicalize``) -> (features, CanonicalFrame or None). The
+    frame is in the right-hand convention too (what ``MotionTokenizer.decode`` undoes before it
+    mirrors a left hand back)."""
+    spec = FeatureSpec(spec) if isinstance(spec, str) else spec
+    clip = _check_clip(clip)
+    track = clip_track(clip, model)
+    p = {k: torch.from_numpy(track[k]) for k in ("global_orient", "hand_pose", "trans", "joints")}
+    p["betas"] = torch.from_numpy(track["betas"])
+    frame = None
+    if canonicalize:
+        p["ref_global_orient"], p["ref_trans"] = p["global_orient"][0], p["trans"][0]
+        r = to_right_hand({"global_orient": p["ref_global_orient"], "trans": p["ref_trans"]}, clip.side)
+        frame = CanonicalFrame(axis_angle_to_matrix(r["global_orient"]), r["trans"])
+    return hand_features(p, spec, clip.side), frame
 
 
 def clips_from_episode(ep, min_seconds: float = 1.0) -> list[MotionClip]:
@@ -238,15 +164,81 @@ def clips_from_episode(ep, min_seconds: float = 1.0) -> list[MotionClip]:
     return out
 
 
-def synthetic_clips(episodes: int, seed: int = 0, seconds: float = 6.0, progress: bool = False) -> list[MotionClip]:
-    """Clips of ``episodes`` motion-only episodes of the UniHand synthetic source
-    (:mod:`beingh0.data.synth`: bimanual reach/grasp/move/place/pour/press/open), both hands each."""
-    from ..data.synth.generate import SynthConfig, synth_episode
+# ----------------------------------------------------------------------------------- folders
+class ShardDatasets(torch.utils.data.Dataset):
+    """Several ``ShardDataset`` folders read as one (the interface ``ResumableLoader`` needs):
+    samples are the folders' samples in order; sample ``epoch * N + i`` of the whole maps to sample
+    ``epoch * N_k + j`` of folder k, so reference draws stay those of each folder."""
 
-    cfg = SynthConfig(seconds=seconds, frames=False)
-    it = range(episodes)
-    if progress:
-        from tqdm.auto import tqdm
+    def __init__(self, parts: list):
+        if not parts:
+            raise UserValueError("no dataset folders given")
+        self.parts = list(parts)
+        self.sizes = np.array([len(p) for p in self.parts], np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self.seed = self.parts[0].seed
+        self.spec = self.parts[0].spec
 
-        it = tqdm(it, desc="synthesising motion", unit="episode")
-    return [c for i in it for c in clips_from_episode(synth_episode(seed, i, cfg))]
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256("|".join(p.fingerprint() for p in self.parts).encode()).hexdigest()[:16]
+
+    def episode_starts(self) -> np.ndarray:
+        out = [np.zeros(1, np.int64)]
+        for off, p in zip(self.offsets[:-1], self.parts):
+            out.append(p.episode_starts()[1:] + off)
+        return np.concatenate(out).astype(np.int64)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, ids) -> list:
+        N = len(self)
+        ids = np.asarray(ids, np.int64)
+        ep, local = ids // N, ids % N
+        k = np.searchsorted(self.offsets, local, side="right") - 1
+        out: list = [None] * len(ids)
+        for part in np.unique(k).tolist():
+            js = np.flatnonzero(k == part)
+            sub = ep[js] * self.sizes[part] + (local[js] - self.offsets[part])
+            for j, s in zip(js.tolist(), self.parts[part].__getitems__(sub.tolist())):
+                out[j] = s
+        return out
+
+
+def open_datasets(folders, spec="D162", reference: str = "random", seed: int = 0):
+    """Dataset folder(s) -> a ``ShardDataset`` (one folder) or :class:`ShardDatasets` (several) of
+    ``kind="motion"`` samples; a folder that is not a dataset, or has no motion windows, is a
+    ``UserError`` naming it."""
+    from ..data.loader import ShardDataset
+
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise UserValueError("no dataset folders given; pass --data DIR (a folder written by `beingh0 data build` "
+                             "or `beingh0 data synth`)")
+    spec = spec.name if isinstance(spec, FeatureSpec) else spec
+    parts = []
+    for f in folders:
+        if not (f / "index.json").is_file():
+            raise UserFileError(f"{f} is not a dataset folder (no index.json); build one with `beingh0 data build` or "
+                                "`beingh0 data synth --no-frames`")
+        ds = ShardDataset(f, kind="motion", feature=spec, reference=reference, seed=seed)
+        if len(ds) == 0:
+            raise UserValueError(f"{f} has no motion windows (no hand track with a valid second); check it with "
+                                 "`beingh0 data stats`")
+        parts.append(ds)
+    return parts[0] if len(parts) == 1 else ShardDatasets(parts)
+
+
+def dataset_windows(ds, batch: int = 512, limit: int | None = None):
+    """Yield (features (B, 16, D) float32, mask (B, 16), betas (B, 10)) over a dataset's samples in
+    index order (the first ``limit``)."""
+    n = len(ds) if limit is None else min(limit, len(ds))
+    for a in range(0, n, batch):
+        samples = ds.__getitems__(list(range(a, min(a + batch, n))))
+        yield (torch.stack([s["features"] for s in samples]), torch.stack([s["mask"] for s in samples]),
+               torch.from_numpy(np.stack([np.asarray(s["mano"]["betas"], np.float64) for s in samples])))

@@ -1,9 +1,11 @@
 """Reconstruction metrics of a tokenizer, in millimetres after decode + forward kinematics.
 
-Each clip is expressed in the frame of its first frame (Being-H0's inference setting), cut into
-1-s windows, encoded to codes, decoded, and both the decoded and the original parameters
+Motion is cut into 1-s windows, each expressed in the frame of its first frame (Being-H0's
+inference setting; the loader's ``reference="first"``), left hands mirrored into the right-hand
+convention, encoded to codes, decoded, and both the decoded and the original parameters
 (rotation/translation dims only: the joint dims are a training target, not an output) go through
-the embedded hand's forward kinematics (21 keypoints, the clip's first-frame betas):
+the embedded right hand's forward kinematics (21 keypoints, the track's betas). Held-out dataset
+folders (:func:`evaluate_dataset`) and in-memory clips (:func:`evaluate_clips`) take the same path:
 
 - MPJPE: mean keypoint distance (includes the wrist position error);
 - PA-MPJPE: the same after a per-frame similarity Procrustes alignment (scale, rotation,
@@ -19,11 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.errors import UserValueError
+from ..mano.model import hand_model
 from ..motion import decode_features
-from .data import MotionClip, PreparedClip, clip_windows, hand_model, prepare_clip
+from .data import MotionClip, clip_windows, dataset_windows, open_datasets
 from .quantizer import code_stats
 
-__all__ = ["ReconMetrics", "procrustes_align", "evaluate_clips", "format_table", "real_clip", "REAL_KEYPOINTS"]
+__all__ = ["ReconMetrics", "procrustes_align", "evaluate_windows", "evaluate_clips", "evaluate_dataset", "format_table",
+           "real_clip", "REAL_KEYPOINTS"]
 
 #: The real sequence of the test data (MediaPipe keypoints of a filmed right hand, 30 fps).
 REAL_KEYPOINTS = Path("dex_retargeting_human_hand") / "human_joint_right.npy"
@@ -32,7 +37,7 @@ REAL_KEYPOINTS = Path("dex_retargeting_human_hand") / "human_joint_right.npy"
 @dataclass
 class ReconMetrics:
     name: str
-    clips: int
+    windows: int
     frames: int
     mpjpe_mm: float
     pa_mpjpe_mm: float
@@ -47,7 +52,7 @@ class ReconMetrics:
         return float(np.mean([p.mean() for p in self.perplexity.values()])) if self.perplexity else float("nan")
 
     def summary(self) -> dict:
-        return {"name": self.name, "clips": self.clips, "frames": self.frames, "mpjpe_mm": self.mpjpe_mm,
+        return {"name": self.name, "windows": self.windows, "frames": self.frames, "mpjpe_mm": self.mpjpe_mm,
                 "pa_mpjpe_mm": self.pa_mpjpe_mm, "wrist_mm": self.wrist_mm,
                 "utilisation": self.mean_utilisation(), "perplexity": self.mean_perplexity()}
 
@@ -66,60 +71,64 @@ def procrustes_align(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 def _keypoints(params: dict, betas: torch.Tensor) -> torch.Tensor:
-    return hand_model("right").keypoints(betas.double(), params["global_orient"].double(), params["hand_pose"].double(),
-                                         params["trans"].double())
+    return hand_model("right").keypoints(betas.double(), params["global_orient"].double(),
+                                         params["hand_pose"].double(), params["trans"].double())
 
 
 @torch.no_grad()
-def evaluate_clips(tok, clips, name: str = "clips", batch_windows: int = 512) -> ReconMetrics:
-    """Metrics over ``clips`` (MotionClip or PreparedClip), pooled over all frames."""
+def evaluate_windows(tok, batches, name: str = "windows", batch_windows: int = 512) -> ReconMetrics:
+    """Metrics over window batches (features (B, 16, D) in their reference frames, mask (B, 16),
+    betas (B, 10)), pooled over all valid frames."""
     was_training = tok.training
     tok.eval()
-    spec, K = tok.spec, tok.cfg.codes
-    err, pa, wr, frames = 0.0, 0.0, 0.0, 0
-    counts = {p: torch.zeros(tok.cfg.groups, tok.cfg.layers, K, dtype=torch.int64) for p in tok.cfg.parts}
-    n = 0
-    for clip in clips:
-        if isinstance(clip, MotionClip):
-            clip = prepare_clip(clip, spec)
-        if not isinstance(clip, PreparedClip):
-            raise TypeError(f"clips must hold MotionClip or PreparedClip, got {type(clip).__name__}")
-        n += 1
-        w, m, feats = clip_windows(clip, spec, tok.norm)
-        outs = []
-        for i in range(0, w.shape[0], batch_windows):
-            codes = tok.encode_windows(w[i:i + batch_windows].float())
-            G, L = tok.cfg.groups, tok.cfg.layers
+    spec, K, G, L = tok.spec, tok.cfg.codes, tok.cfg.groups, tok.cfg.layers
+    err, pa, wr, frames, n = 0.0, 0.0, 0.0, 0, 0
+    counts = {p: torch.zeros(G, L, K, dtype=torch.int64) for p in tok.cfg.parts}
+    for feats, mask, betas in batches:
+        for i in range(0, feats.shape[0], batch_windows):
+            x, m, b = feats[i:i + batch_windows].double(), mask[i:i + batch_windows].bool(), betas[i:i + batch_windows]
+            n += x.shape[0]
+            codes = tok.encode_windows((tok.normalize(x) * m[..., None]).float())
             for pi, part in enumerate(tok.cfg.parts):
                 c = codes[:, pi].permute(1, 3, 0, 2).reshape(G, L, -1).cpu()   # (G, L, windows x steps)
                 counts[part].scatter_add_(2, c, torch.ones_like(c))
-            outs.append(tok.denormalize(tok.decode_windows(codes).double().cpu()))
-        y = torch.cat(outs)[m.cpu()]                                   # (T, D): valid frames in order
-        T = feats.shape[0]
-        rec, gt = decode_features(y[:T], spec), decode_features(feats, spec)
-        betas = clip.params["betas"]
-        kp_r, kp_g = _keypoints(rec, betas), _keypoints(gt, betas)
-        err += float((kp_r - kp_g).norm(dim=-1).mean(-1).sum())
-        pa += float((procrustes_align(kp_r, kp_g) - kp_g).norm(dim=-1).mean(-1).sum())
-        wr += float((rec["trans"] - gt["trans"]).norm(dim=-1).sum())
-        frames += T
+            y = tok.denormalize(tok.decode_windows(codes).double().cpu())
+            rec, gt = decode_features(y[m], spec), decode_features(x[m], spec)
+            bb = b.double()[:, None].expand(-1, m.shape[1], -1)[m]
+            kp_r, kp_g = _keypoints(rec, bb), _keypoints(gt, bb)
+            err += float((kp_r - kp_g).norm(dim=-1).mean(-1).sum())
+            pa += float((procrustes_align(kp_r, kp_g) - kp_g).norm(dim=-1).mean(-1).sum())
+            wr += float((rec["trans"] - gt["trans"]).norm(dim=-1).sum())
+            frames += int(m.sum())
+    tok.train(was_training)
     if frames == 0:
-        raise ValueError(f"evaluate_clips got no frames for {name!r}; pass at least one clip")
+        raise UserValueError(f"evaluation set {name!r} has no frames; pass at least one clip or window")
     util, perp = {}, {}
     for part, c in counts.items():
         u, p = code_stats(c)
         util[part], perp[part] = u.numpy(), p.numpy()
-    tok.train(was_training)
     return ReconMetrics(name, n, frames, 1000 * err / frames, 1000 * pa / frames, 1000 * wr / frames, util, perp)
+
+
+def evaluate_clips(tok, clips, name: str = "clips", batch_windows: int = 512) -> ReconMetrics:
+    """Metrics over in-memory ``MotionClip`` s (windows as :func:`beingh0.tokenizer.data.clip_windows`)."""
+    return evaluate_windows(tok, (clip_windows(c, tok.spec) for c in clips), name, batch_windows)
+
+
+def evaluate_dataset(tok, folders, name: str = "held-out", limit: int | None = None) -> ReconMetrics:
+    """Metrics over the motion windows of dataset folder(s) (the first ``limit``), read by the data
+    loader with each window in the frame of its first frame."""
+    ds = folders if hasattr(folders, "__getitems__") else open_datasets(folders, tok.spec, reference="first")
+    return evaluate_windows(tok, dataset_windows(ds, limit=limit), name)
 
 
 def format_table(rows: list) -> str:
     """Rows of ``ReconMetrics`` -> a printable table (errors in mm)."""
-    head = (f"{'set':<24} {'clips':>5} {'frames':>7} {'MPJPE (mm)':>11} {'PA-MPJPE (mm)':>14} {'wrist (mm)':>11} "
+    head = (f"{'set':<24} {'windows':>7} {'frames':>7} {'MPJPE (mm)':>11} {'PA-MPJPE (mm)':>14} {'wrist (mm)':>11} "
             f"{'code use (%)':>13} {'perplexity':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.name:<24} {r.clips:>5} {r.frames:>7} {r.mpjpe_mm:>11.2f} {r.pa_mpjpe_mm:>14.2f} "
+        lines.append(f"{r.name:<24} {r.windows:>7} {r.frames:>7} {r.mpjpe_mm:>11.2f} {r.pa_mpjpe_mm:>14.2f} "
                      f"{r.wrist_mm:>11.2f} {100 * r.mean_utilisation():>13.1f} {r.mean_perplexity():>11.1f}")
     return "\n".join(lines)
 

@@ -219,16 +219,9 @@ class MotionTokenizer(nn.Module):
         (``canonicalize``) expressed in the wrist frame of its first frame; the returned
         ``CanonicalFrame`` (None when not canonicalised) lets ``decode`` put it back.
         """
-        from ..motion import CanonicalFrame
-        from .data import MotionClip, canonicalize_features, prepare_clip
+        from .data import clip_features
 
-        if isinstance(motion, dict):
-            motion = MotionClip(**motion)
-        clip = prepare_clip(motion, self.spec)
-        feats, frame = clip.features, None
-        if canonicalize:
-            feats = canonicalize_features(feats, clip.rot[0], clip.trans[0], self.spec)
-            frame = CanonicalFrame(clip.rot[0], clip.trans[0])
+        feats, frame = clip_features(motion, self.spec, canonicalize=canonicalize)
         return self.encode_features(feats), frame
 
     @torch.no_grad()
@@ -236,15 +229,14 @@ class MotionTokenizer(nn.Module):
         """ids (seconds, 128) -> MANO parameters at 15 FPS: global_orient (T, 3), hand_pose (T, 45),
         trans (T, 3) (+ betas when given). ``frame``: the ``CanonicalFrame`` from ``encode`` (puts
         the motion back into the camera frame); ``side`` mirrors back a left hand."""
-        from ..motion import decanonicalize
-        from .data import from_right
+        from ..motion import decanonicalize, from_right_hand
 
         feats = self.decode_features(ids, num_frames)
         p = decode_features(feats, self.spec)
         p = {k: p[k] for k in ("global_orient", "hand_pose", "trans")}
         if frame is not None:
             p = decanonicalize(p, frame)
-        p = from_right(p, side)
+        p = from_right_hand(p, side)
         if betas is not None:
             p["betas"] = torch.as_tensor(betas, dtype=torch.float64)
         return p

@@ -1,34 +1,85 @@
-"""``quickstart``: synthesise clips, train the small tokenizer for a few minutes on a CPU, report mm.
+"""The library side of ``beingh0 tokenizer train`` / ``eval`` / ``quickstart`` (the CLI only parses
+and calls these).
 
-Also the library side of ``beingh0 tokenizer train`` / ``eval`` (the CLI only parses and calls).
+Training reads dataset folders (``--data DIR ...``) through the data loader. Without ``--data``,
+the synthetic UniHand source is built, motion-only, into ``OUT/data/train`` (and a held-out set
+with another seed into ``OUT/data/val``): the synthetic default is one such folder. Paths are
+taken as given, relative to the current directory (``../shared/data`` by default for the real
+sequence), never to the installed package.
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 
+from ..core.errors import UserFileError, UserValueError
 from .config import PRESETS, TokenizerConfig
-from .evaluate import evaluate_clips, format_table, format_usage, real_clip
+from .evaluate import evaluate_clips, evaluate_dataset, format_table, format_usage, real_clip
 from .io import load_tokenizer
-from .data import synthetic_clips
 from .train import TrainConfig, train_tokenizer
 
-__all__ = ["quickstart", "train_command", "eval_command", "default_data_dir"]
+__all__ = ["quickstart", "train_command", "eval_command", "default_data_dir", "synthetic_dataset",
+           "TRAIN_SEED", "VAL_SEED"]
 
 #: seeds of the synthetic sets: training, validation (held out: never seen in training)
 TRAIN_SEED, VAL_SEED = 1, 2
+#: length of each synthetic episode (s)
+SYNTH_SECONDS = 6.0
 
 
 def default_data_dir() -> Path:
-    """``../shared/data`` beside the checkout (where the real test sequence lives), if any."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    """``../shared/data`` relative to the current directory (where a developer checkout keeps the
+    real test sequence); never relative to the installed package."""
+    return Path.cwd() / ".." / "shared" / "data"
 
 
-def _report(tok, val, data_dir, real: bool, verbose: bool = True) -> list:
-    rows = [evaluate_clips(tok, val, "synthetic held-out")]
+def synthetic_dataset(out, episodes: int, seed: int, seconds: float = SYNTH_SECONDS, progress: bool = False) -> Path:
+    """A motion-only synthetic UniHand dataset folder at ``out`` (``beingh0 data synth --no-frames``):
+    ``episodes`` bimanual episodes of ``seconds``, fixed by ``seed``. An existing folder built with
+    the same options is reused (so ``--resume`` reads the very same samples); one built with other
+    options is rebuilt."""
+    from ..data.build import build_dataset
+
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise UserValueError(f"episodes={episodes!r} must be an integer >= 1")
+    out = Path(out)
+    opts = _synth_options(episodes, seed, seconds)
+    if _is_synthetic(out, opts):
+        return out
+    build_dataset("synthetic", None, out, options=opts, episodes_per_shard=16, progress=progress,
+                  overwrite=out.exists())
+    return out
+
+
+def _synth_options(episodes: int, seed: int, seconds: float = SYNTH_SECONDS) -> dict:
+    return {"n": episodes, "seed": seed, "seconds": float(seconds), "frames": False}
+
+
+def _is_synthetic(folder: Path, opts: dict) -> bool:
+    """Whether ``folder`` holds a synthetic dataset built with exactly ``opts``."""
+    man = folder / "manifest.json"
+    if not (man.is_file() and (folder / "index.json").is_file()):
+        return False
+    try:
+        return json.loads(man.read_text())["sources"]["synthetic"]["options"] == opts
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _synthetic_train(out_dir, episodes: int, seed: int, progress: bool) -> list:
+    return [synthetic_dataset(Path(out_dir) / "data" / "train", episodes, TRAIN_SEED + 100 * seed, progress=progress)]
+
+
+def _synthetic_val(out_dir, seed: int, episodes: int = 8) -> list:
+    return [synthetic_dataset(Path(out_dir) / "data" / "val", episodes, VAL_SEED + 100 * seed)]
+
+
+def _report(tok, val, data_dir, real: bool, verbose: bool = True, name: str = "synthetic held-out") -> list:
+    rows = [evaluate_dataset(tok, val, name)]
     if real:
         clip = real_clip(data_dir if data_dir is not None else default_data_dir(), verbose=verbose)
         if clip is not None:
@@ -41,18 +92,18 @@ def _report(tok, val, data_dir, real: bool, verbose: bool = True) -> list:
 
 def quickstart(out_dir="out/tokenizer-quickstart", minutes_budget: float = 3.0, seed: int = 0,
                data_dir=None, verbose: bool = True, episodes: int = 48) -> dict:
-    """Train the ``small`` tokenizer on ``episodes`` synthetic UniHand episodes (both hands) within ``minutes_budget`` minutes
-    (training gets ~80 % of it), then print the reconstruction table (mm) for held-out synthetic
-    clips and the real sequence when ``data_dir`` (default ``../shared/data``) has it.
-    Returns {"rows": [summary dicts], "steps", "seconds", "out_dir"}."""
-    if not (isinstance(minutes_budget, (int, float)) and minutes_budget > 0):
-        raise ValueError(f"minutes_budget={minutes_budget!r} must be > 0")
+    """Train the ``small`` tokenizer on ``episodes`` synthetic UniHand episodes (both hands; a
+    motion-only dataset folder built into ``out_dir/data``) within ``minutes_budget`` minutes
+    (training gets ~80 % of it), then print the reconstruction table (mm) for a held-out synthetic
+    folder and the real sequence when ``data_dir`` (default ``../shared/data`` from the current
+    directory) has it. Returns {"rows": [summary dicts], "steps", "seconds", "out_dir"}."""
+    if isinstance(minutes_budget, bool) or not (isinstance(minutes_budget, (int, float)) and minutes_budget > 0):
+        raise UserValueError(f"minutes_budget={minutes_budget!r} must be > 0")
     t0 = time.perf_counter()
-    train = synthetic_clips(episodes, seed=TRAIN_SEED + 100 * seed, progress=verbose)
-    val = synthetic_clips(8, seed=VAL_SEED + 100 * seed)
-    budget = 60.0 * minutes_budget * 0.8
-    tc = TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup=20, eval_every=100, ckpt_every=500,
-                     seed=seed, max_seconds=budget, progress=verbose)
+    train, val = _synthetic_train(out_dir, episodes, seed, verbose), _synthetic_val(out_dir, seed)
+    budget = 60.0 * minutes_budget * 0.8 - (time.perf_counter() - t0)
+    tc = TrainConfig(steps=3000, eval_every=100, ckpt_every=500, seed=seed, max_seconds=max(budget, 1.0),
+                     progress=verbose)
     res = train_tokenizer(out_dir, train, val, TokenizerConfig.preset("small"), tc, verbose=verbose)
     if verbose:
         print(f"trained {res.steps} steps in {res.seconds:.0f} s -> {Path(out_dir) / 'tokenizer'}")
@@ -63,32 +114,79 @@ def quickstart(out_dir="out/tokenizer-quickstart", minutes_budget: float = 3.0, 
     return summary
 
 
-def train_command(out_dir, config: str = "small", steps: int | None = None, resume: bool = False,
-                  batch_size: int = 128, lr: float = 1e-3, minutes: float | None = None, clips: int = 64,
-                  seed: int = 0, progress: bool = True) -> dict:
-    """``beingh0 tokenizer train``: ``clips`` synthetic UniHand episodes (both hands), train, report."""
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
+
+
+def train_command(out_dir, data=None, *, val_data=None, config: str = "small", resume: bool = False,
+                  minutes: float | None = None, episodes: int = 64, seed: int = 0, progress: bool = True,
+                  clips: int | None = None, **train_options) -> dict:
+    """``beingh0 tokenizer train``: train on the dataset folder(s) ``data`` (default: a synthetic
+    UniHand set of ``episodes`` episodes built into ``out_dir/data/train``), validate and report on
+    ``val_data`` (default: a held-out synthetic folder, another seed), then print the table (mm).
+
+    ``train_options``: any :class:`TrainConfig` field (``steps``, ``batch_size``, ``lr``, ``warmup``,
+    ...); the dataclass holds the defaults (generate CLI flags from ``TrainConfig``'s fields).
+    An option passed as None keeps the default (what an unset CLI flag gives). ``minutes`` sets
+    ``max_seconds``; ``seed`` seeds the model, the loader and the synthetic sets. ``clips`` is the
+    old name of ``episodes`` (kept for callers of the previous signature).
+    """
+    episodes = clips if clips is not None else episodes
+    train_options = {k: v for k, v in train_options.items() if v is not None}
+    unknown = sorted(set(train_options) - set(TRAIN_FIELDS))
+    if unknown:
+        raise UserValueError(f"unknown training option(s) {unknown}; known: {list(TRAIN_FIELDS)}")
     if config not in PRESETS:
-        raise ValueError(f"unknown --config {config!r}; choose one of {list(PRESETS)}")
-    train = synthetic_clips(clips, seed=TRAIN_SEED + 100 * seed, progress=progress)
-    val = synthetic_clips(8, seed=VAL_SEED + 100 * seed)
-    tc = TrainConfig(steps=steps if steps is not None else 2000, batch_size=batch_size, lr=lr, warmup=20, seed=seed,
-                     max_seconds=60.0 * minutes if minutes else None, progress=progress)
-    res = train_tokenizer(out_dir, train, val, None if resume else TokenizerConfig.preset(config), tc, resume=resume)
+        raise UserValueError(f"unknown --config {config!r}; choose one of {list(PRESETS)}")
+    if minutes is not None:
+        train_options["max_seconds"] = 60.0 * minutes
+    tc = replace(TrainConfig(seed=seed, progress=progress), **train_options)
+    syn = Path(out_dir) / "data"
+    if resume:
+        from .train import recover_checkpoint
+
+        if recover_checkpoint(out_dir) is None:
+            raise UserFileError(f"nothing to resume: no complete checkpoint in {out_dir}; train without --resume first")
+        # resuming the synthetic default: the run's own folders, whatever --episodes says now
+        if data is None and (syn / "train" / "index.json").is_file():
+            data = [syn / "train"]
+        if val_data is None and (syn / "val" / "index.json").is_file():
+            val_data = [syn / "val"]
+    if data is None:
+        data = _synthetic_train(out_dir, episodes, seed, progress)
+    if val_data is None:
+        val_data = _synthetic_val(out_dir, seed)
+    res = train_tokenizer(out_dir, data, val_data, None if resume else TokenizerConfig.preset(config), tc, resume=resume)
     print(f"trained to step {res.steps} ({res.seconds:.0f} s) -> {Path(out_dir) / 'tokenizer'}; plots: "
           f"{Path(out_dir) / 'losses.png'}, {Path(out_dir) / 'codebook_usage.png'}")
-    rows = _report(res.tokenizer, val, None, real=False)
+    rows = _report(res.tokenizer, val_data, None, real=False)
     return {"rows": [r.summary() for r in rows], "steps": res.steps}
 
 
-def eval_command(checkpoint, real: bool = False, clips: int = 8, seed: int = 0, data_dir=None) -> list:
+def eval_command(checkpoint, data=None, *, real: bool = False, episodes: int = 8, seed: int = 0,
+                 data_dir=None, clips: int | None = None) -> list:
     """``beingh0 tokenizer eval``: load a tokenizer folder (or a training output folder) and print
-    the reconstruction table (mm) on held-out synthetic clips (+ the real sequence with ``real``)."""
+    the reconstruction table (mm) on the dataset folder(s) ``data`` (default: the held-out synthetic
+    folder of a training output folder, else one of ``episodes`` episodes built into a temporary
+    folder), plus the real sequence with ``real`` (under ``data_dir``, default ``../shared/data``).
+    ``clips`` is the old name of ``episodes``."""
+    import tempfile
+
+    episodes = clips if clips is not None else episodes
     path = Path(checkpoint)
+    out_dir = None
     if (path / "tokenizer" / "tokenizer.json").is_file():
-        path = path / "tokenizer"
+        out_dir, path = path, path / "tokenizer"
     tok = load_tokenizer(path)
     print(f"tokenizer {path}: config {tok.cfg.name!r}, {tok.cfg.features}, {len(tok.cfg.parts)} part(s), "
           f"{tok.layout.tokens_per_block} tokens per hand-second, {tok.layout.vocab_size} ids")
-    with torch.no_grad():
-        rows = _report(tok, synthetic_clips(clips, seed=VAL_SEED + 100 * seed), data_dir, real=real)
+    with torch.no_grad(), tempfile.TemporaryDirectory(prefix="beingh0-tok-eval-") as tmp:
+        name = "held-out"
+        if data is None:
+            name = "synthetic held-out"
+            have = out_dir / "data" / "val" if out_dir is not None else None
+            if have is not None and _is_synthetic(have, _synth_options(episodes, VAL_SEED + 100 * seed)):
+                data = [have]               # the training run's held-out folder
+            else:
+                data = [synthetic_dataset(Path(tmp) / "val", episodes, VAL_SEED + 100 * seed)]
+        rows = _report(tok, data, data_dir, real=real, name=name)
     return [r.summary() for r in rows]

@@ -1,9 +1,19 @@
 """Training loop of the motion tokenizer: ``train_tokenizer`` (setup / fit / validate / checkpoint).
 
+Training data are dataset folders read through the data loader the VLA uses
+(``beingh0.data.loader.ShardDataset`` of ``kind="motion"`` samples, ``ResumableLoader``): 1-s
+windows, each in a reference frame drawn from the 10 s before it, left hands mirrored into the
+right-hand convention (``beingh0.motion.hand_features``). Validation reads held-out folders with
+the window start as reference.
+
 Output folder ``out``:
     tokenizer/            the trained tokenizer (``load_tokenizer`` / ``beingh0 tokenizer eval``)
-    checkpoint/           tokenizer files + trainer.pt (optimizer, step, RNG states, sampler state,
-                          history): ``resume=True`` continues the same loss curve exactly
+    checkpoint/           tokenizer files + trainer.pt (optimizer, step, RNG state, loader position,
+                          history): ``resume=True`` continues the same loss curve exactly. It is
+                          replaced atomically (new copy written to checkpoint.tmp, the old one moved
+                          to checkpoint.old, the new one moved in, the old one deleted); a crash at
+                          any point leaves a complete copy that ``resume`` finds
+                          (:func:`recover_checkpoint`)
     losses.png            train/validation losses
     codebook_usage.png    per-layer codebook utilisation between evaluations
     history.json          the logged numbers
@@ -14,22 +24,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ..core.errors import UserFileError, UserValueError
 from ..motion import NormStats
 from .config import TokenizerConfig
-from .data import PreparedClip, WindowSampler, clip_windows, prepare_clip
+from .data import dataset_windows, open_datasets
 from .io import load_tokenizer, save_tokenizer
 from .model import MotionTokenizer
 
-__all__ = ["TrainConfig", "train_tokenizer", "TrainResult"]
+__all__ = ["TrainConfig", "train_tokenizer", "TrainResult", "recover_checkpoint", "validate"]
 
 TRAINER_FILE = "trainer.pt"
+#: held-out windows used for the validation loss logged during training
+VAL_WINDOWS = 1024
 
 
 @dataclass(frozen=True)
@@ -38,11 +53,12 @@ class TrainConfig:
 
     steps: int = 2000
     """Total optimizer steps to reach."""
-    batch_size: int = 256
-    """Windows per step (the paper uses 2048 on GPUs)."""
-    lr: float = 2e-4
-    """AdamW learning rate (constant after ``warmup`` steps)."""
-    warmup: int = 0
+    batch_size: int = 128
+    """Windows per step (what the CPU quickstart uses; the paper uses 2048 on GPUs)."""
+    lr: float = 1e-3
+    """AdamW learning rate (constant after ``warmup`` steps; the quickstart's, stable for the small
+    and tiny presets at batch 128; lower it for the paper-sized model)."""
+    warmup: int = 20
     """Linear learning-rate warm-up steps."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
@@ -51,7 +67,7 @@ class TrainConfig:
     ckpt_every: int = 200
     """Write the checkpoint every this many steps, and at the end."""
     seed: int = 0
-    """Seeds the model initialisation, k-means and window sampling."""
+    """Seeds the model initialisation, k-means, the loader's order and its reference-frame draws."""
     norm_windows: int = 4096
     """Training windows drawn to fit the per-dimension normalisation."""
     max_seconds: float | None = None
@@ -84,13 +100,13 @@ class TrainConfig:
         if self.num_threads is not None and not (isinstance(self.num_threads, int) and self.num_threads >= 1):
             problems.append(f"num_threads={self.num_threads!r} must be None or an integer >= 1")
         if problems:
-            raise ValueError("invalid TrainConfig:\n  - " + "\n  - ".join(problems))
+            raise UserValueError("invalid TrainConfig: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         if set(d) - known:
-            raise ValueError(f"train config has unknown keys {sorted(set(d) - known)}; known: {sorted(known)}")
+            raise UserValueError(f"train config has unknown keys {sorted(set(d) - known)}; known: {sorted(known)}")
         return cls(**d)
 
 
@@ -103,29 +119,21 @@ class TrainResult:
     seconds: float
 
 
-def _prepare(clips, spec) -> list:
-    out = []
-    for c in clips:
-        out.append(c if isinstance(c, PreparedClip) else prepare_clip(c, spec))
-    if not out:
-        raise ValueError("no training clips; pass a non-empty list of MotionClip")
-    return out
-
-
 def _lr(step: int, tc: TrainConfig) -> float:
     return tc.lr * min(1.0, (step + 1) / tc.warmup) if tc.warmup else tc.lr
 
 
 @torch.no_grad()
 def validate(tok: MotionTokenizer, val: list) -> dict:
-    """Mean normalised reconstruction loss on first-frame-canonical validation windows."""
+    """Mean normalised reconstruction loss on held-out windows (batches of (features, mask, betas)
+    in their reference frames, e.g. from ``beingh0.tokenizer.data.dataset_windows``)."""
     if not val:
         return {}
     tok.eval()
     tot, n = 0.0, 0
-    for clip in val:
-        w, m, _ = clip_windows(clip, tok.spec, tok.norm)
-        _, logs, _ = tok(w.float(), m)
+    for x, m, _ in val:
+        w = (tok.normalize(x.double()) * m[..., None]).float()
+        _, logs, _ = tok(w, m)
         k = int(m.sum())
         tot, n = tot + logs["recon"] * k, n + k
     tok.train()
@@ -141,18 +149,61 @@ def _usage_snapshot(tok: MotionTokenizer) -> dict:
     return out
 
 
-def _save_checkpoint(out: Path, tok, opt, sampler, step, history, tc: TrainConfig) -> None:
-    tmp = out / "checkpoint.tmp"
+# Module-level so that tests can interrupt the swap between any two steps.
+_rename = os.replace
+_rmtree = shutil.rmtree
+
+
+def _complete_step(path: Path) -> int | None:
+    """The step of a complete checkpoint copy at ``path`` (trainer.pt is written last, by rename),
+    or None when it is missing or unreadable."""
+    f = path / TRAINER_FILE
+    if not f.is_file():
+        return None
+    try:
+        return int(torch.load(f, map_location="cpu", weights_only=True)["step"])
+    except Exception:  # a torn or foreign file: not a complete copy
+        return None
+
+
+def recover_checkpoint(out) -> Path | None:
+    """Make ``out/checkpoint`` the newest complete copy among checkpoint, checkpoint.tmp and
+    checkpoint.old (what a crash during the swap may leave) and delete the others; returns the
+    checkpoint folder, or None when there is no complete copy."""
+    out = Path(out)
+    names = ("checkpoint", "checkpoint.tmp", "checkpoint.old")
+    steps = {n: _complete_step(out / n) for n in names if (out / n).is_dir()}
+    complete = [n for n in names if steps.get(n) is not None]
+    if not complete:
+        return None
+    best = max(complete, key=lambda n: (steps[n], n == "checkpoint"))   # ties: the one in place
+    final = out / "checkpoint"
+    if best != "checkpoint":
+        if final.exists():
+            _rmtree(final)
+        _rename(out / best, final)
+    for n in names[1:]:
+        if (out / n).exists():
+            _rmtree(out / n)
+    return final
+
+
+def _save_checkpoint(out: Path, tok, opt, loader, step, history, tc: TrainConfig) -> None:
+    tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
     if tmp.exists():
-        shutil.rmtree(tmp)
+        _rmtree(tmp)
     save_tokenizer(tok, tmp)
     torch.save({"step": step, "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                "sampler_rng": sampler.state(), "history": json.dumps(history), "train_config": json.dumps(asdict(tc))},
-               tmp / TRAINER_FILE)
-    final = out / "checkpoint"
+                "loader": json.dumps(loader.state_dict()), "history": json.dumps(history),
+                "train_config": json.dumps(asdict(tc))}, tmp / (TRAINER_FILE + ".part"))
+    _rename(tmp / (TRAINER_FILE + ".part"), tmp / TRAINER_FILE)      # the copy is complete from here on
+    if old.exists():
+        _rmtree(old)
     if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+        _rename(final, old)
+    _rename(tmp, final)
+    if old.exists():
+        _rmtree(old)
 
 
 def _plots(out: Path, history: dict) -> None:
@@ -191,57 +242,79 @@ def _plots(out: Path, history: dict) -> None:
         plt.close(fig)
 
 
-def _setup(out: Path, cfg, train, train_clips, resume: bool):
-    ck = out / "checkpoint"
+def _loader(ds, tc: TrainConfig):
+    from ..data.loader import ResumableLoader
+
+    return ResumableLoader(ds, batch_size=tc.batch_size, seed=tc.seed, rank=0, world_size=1)
+
+
+def _fit_norm(ds, tc: TrainConfig) -> NormStats:
+    """Per-dimension statistics of ``norm_windows`` training windows (a seeded subset)."""
+    ids = np.random.default_rng(tc.seed).permutation(len(ds))[:tc.norm_windows]
+    xs, ms = [], []
+    for a in range(0, len(ids), 512):
+        samples = ds.__getitems__(sorted(ids[a:a + 512].tolist()))
+        xs.append(torch.stack([s["features"] for s in samples]))
+        ms.append(torch.stack([s["mask"] for s in samples]))
+    return NormStats.fit(torch.cat(xs).double(), mask=torch.cat(ms))
+
+
+def _setup(out: Path, cfg, train, data, resume: bool):
     if resume:
-        if not (ck / TRAINER_FILE).is_file():
-            raise FileNotFoundError(f"nothing to resume: {ck / TRAINER_FILE} not found; train without --resume first")
+        ck = recover_checkpoint(out)
+        if ck is None:
+            raise UserFileError(f"nothing to resume: no complete checkpoint in {out} (looked for checkpoint/, "
+                                f"checkpoint.tmp/, checkpoint.old/ holding {TRAINER_FILE}); train without --resume first")
         state = torch.load(ck / TRAINER_FILE, map_location="cpu", weights_only=True)
         tok = load_tokenizer(ck).train()
         if cfg is not None and cfg != tok.cfg:
-            raise ValueError(f"resume: the checkpoint's tokenizer config ({tok.cfg.name!r}) differs from the one "
-                             "given; resume takes the architecture from the checkpoint (pass config=None)")
+            raise UserValueError(f"resume: the checkpoint's tokenizer config ({tok.cfg.name!r}) differs from the one "
+                                 "given; resume takes the architecture from the checkpoint (pass config=None)")
         tc = TrainConfig.from_dict(json.loads(state["train_config"]))
         tc = replace(tc, steps=train.steps if train is not None else tc.steps,
                      max_seconds=train.max_seconds if train is not None else None,
                      progress=train.progress if train is not None else tc.progress,
                      num_threads=train.num_threads if train is not None else tc.num_threads)
-        sampler = WindowSampler(_prepare(train_clips, tok.spec), tok.spec)
-        sampler.set_state(state["sampler_rng"])
+        loader = _loader(open_datasets(data, tok.spec, "random", tc.seed), tc)
+        try:
+            loader.load_state_dict(json.loads(state["loader"]))
+        except ValueError as e:
+            raise UserValueError(f"resume: {e} (pass the same --data folders as the run being resumed)") from None
         opt = torch.optim.AdamW(tok.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        return tok, tc, sampler, opt, int(state["step"]), json.loads(state["history"])
+        return tok, tc, loader, opt, int(state["step"]), json.loads(state["history"])
     cfg = cfg if cfg is not None else TokenizerConfig.preset("small")
     tc = train if train is not None else TrainConfig()
     torch.manual_seed(tc.seed)
-    sampler = WindowSampler(_prepare(train_clips, cfg.features), cfg.features, seed=tc.seed)
-    x, m = sampler.sample(tc.norm_windows)
-    tok = MotionTokenizer(cfg, NormStats.fit(x.double(), mask=m)).train()
+    ds = open_datasets(data, cfg.features, "random", tc.seed)
+    tok = MotionTokenizer(cfg, _fit_norm(ds, tc)).train()
     opt = torch.optim.AdamW(tok.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    return tok, tc, sampler, opt, 0, {"train": [], "eval": []}
+    return tok, tc, _loader(ds, tc), opt, 0, {"train": [], "eval": []}
 
 
-def train_tokenizer(out_dir, train_clips, val_clips=None, config: TokenizerConfig | None = None,
+def train_tokenizer(out_dir, data, val_data=None, config: TokenizerConfig | None = None,
                     train: TrainConfig | None = None, resume: bool = False, verbose: bool = True) -> TrainResult:
-    """Train (or ``resume``) a tokenizer on ``train_clips`` (list of ``MotionClip``), validating on
-    ``val_clips``. See the module docstring for what lands in ``out_dir``."""
+    """Train (or ``resume``) a tokenizer on the motion windows of the dataset folder(s) ``data``,
+    validating on the held-out folder(s) ``val_data`` (first ``VAL_WINDOWS`` windows). See the
+    module docstring for what lands in ``out_dir``."""
     threads = torch.get_num_threads()
     nt = train.num_threads if train is not None else TrainConfig.num_threads
     if nt is not None:
         torch.set_num_threads(nt)
     try:
-        return _train(out_dir, train_clips, val_clips, config, train, resume, verbose)
+        return _train(out_dir, data, val_data, config, train, resume, verbose)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(out_dir, train_clips, val_clips, config, train, resume, verbose) -> TrainResult:
+def _train(out_dir, data, val_data, config, train, resume, verbose) -> TrainResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    tok, tc, sampler, opt, step, history = _setup(out, config, train, list(train_clips), resume)
-    val = [c if isinstance(c, PreparedClip) else prepare_clip(c, tok.spec) for c in (val_clips or [])]
+    tok, tc, loader, opt, step, history = _setup(out, config, train, data, resume)
+    val = [] if not val_data else list(dataset_windows(open_datasets(val_data, tok.spec, "first"), limit=VAL_WINDOWS))
+    batches = iter(loader)
     bar = None
     if tc.progress and step < tc.steps:
         from tqdm.auto import tqdm
@@ -251,7 +324,12 @@ def _train(out_dir, train_clips, val_clips, config, train, resume, verbose) -> T
     while step < tc.steps:
         for g in opt.param_groups:
             g["lr"] = _lr(step, tc)
-        w, m = sampler.sample(tc.batch_size, tok.norm)
+        batch = next(batches, None)
+        if batch is None:                 # epoch done: the loader moved to the next one
+            batches = iter(loader)
+            batch = next(batches)
+        m = batch["mask"]
+        w = (tok.normalize(batch["features"].double()) * m[..., None]).float()
         loss, logs, _ = tok(w, m)
         if not math.isfinite(logs["loss"]):
             raise RuntimeError(f"loss became {logs['loss']} at step {step}; lower the learning rate (lr={tc.lr})")
@@ -272,7 +350,7 @@ def _train(out_dir, train_clips, val_clips, config, train, resume, verbose) -> T
             if step % 10 == 0:
                 bar.set_postfix(recon=f"{logs['recon']:.4f}", commit=f"{logs['commit']:.2e}")
         if step % tc.ckpt_every == 0 or last:
-            _save_checkpoint(out, tok, opt, sampler, step, history, tc)
+            _save_checkpoint(out, tok, opt, loader, step, history, tc)
         if out_of_time:
             if verbose:
                 print(f"time budget of {tc.max_seconds:.0f} s reached after {step} steps; checkpoint written")

@@ -7,8 +7,10 @@ import torch
 from beingh0.benchmark.data import random_source
 from beingh0.data.build import build_dataset
 from beingh0.data.loader import EpochSampler, ResumableLoader, ShardDataset, epoch_order
-from beingh0.data.samples import hand_model
-from beingh0.motion import canonical_frame, canonicalize, encode_features, resample
+import copy
+
+from beingh0.mano import hand_model
+from beingh0.motion import canonical_frame, canonicalize, encode_features, resample, to_right_hand
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,10 @@ def test_features_match_motion_reference(ds_root, feature):
         win = {k: v[rows] for k, v in p15.items()}
         win["betas"] = torch.from_numpy(h.betas.astype(np.float64))
         can, _ = canonicalize(win, frame=canonical_frame(p15, s["ref_index"]))
-        ref = encode_features(can, feature, model=hand_model(s["hand"]).double() if feature == "D162" else None)
+        # left hands: features in the right-hand convention (the mirrored hand, the right model)
+        can = to_right_hand(can, s["hand"])
+        model = copy.deepcopy(hand_model("right")).double() if feature == "D162" else None
+        ref = encode_features(can, feature, model=model)
         m = s["mask"][: ref.shape[0]].numpy()
         assert m.any() and 0 <= a - s["ref_index"] <= 150
         got = s["features"][: ref.shape[0]].double()

@@ -1,57 +1,48 @@
-"""Clips -> features -> windows: feature-space canonicalisation equals the motion module's, clip
-validation, synthetic variety."""
+"""The tokenizer's motion: in-memory clips take the loader's feature path (left hands mirrored),
+dataset folders are read through the loader, several folders as one."""
 import numpy as np
 import pytest
 import torch
 
-from beingh0.motion import canonicalize, decode_features, encode_features
-from beingh0.tokenizer import MotionClip, WindowSampler, canonicalize_features, clip_windows, prepare_clip
-from beingh0.tokenizer.data import hand_model
-from beingh0.tokenizer.synthetic import random_clip, random_clips
+from beingh0.core.errors import UserFileError
+from beingh0.mano import mirror_points, mirror_pose
+from beingh0.motion import decanonicalize, decode_features, from_right_hand
+from beingh0.tokenizer import MotionClip, ShardDatasets, clip_features, clip_windows, open_datasets
 
 
-@pytest.mark.parametrize("spec", ["D162", "D114", "D51"])
-def test_canonicalize_features_matches_motion_canonicalize(spec):
-    clip = random_clip(np.random.default_rng(5), seconds=3.0)
-    prep = prepare_clip(clip, spec)
-    ref = 17
-    got = canonicalize_features(prep.features, prep.rot[ref], prep.trans[ref], spec)
-    p = dict(prep.params)
-    betas = p.pop("betas")
-    canon, _ = canonicalize(p, ref)
-    canon["betas"] = betas
-    want = encode_features(canon, spec, model=hand_model("right"))
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
-    # and back: the decoded parameters are the canonical ones
-    dec = decode_features(got, spec)
-    torch.testing.assert_close(dec["trans"], canon["trans"], rtol=0, atol=1e-12)
+def _clip(T=40, fps=30.0, side="right", seed=0):
+    g = np.random.default_rng(seed)
+    return MotionClip(g.normal(0, 1, (T, 3)), g.normal(0, 0.4, (T, 45)), g.normal(0, 0.5, 10),
+                      g.normal(0.5, 0.2, (T, 3)), fps=fps, side=side)
 
 
-def test_prepare_resamples_and_mirrors_left_hands():
-    rng = np.random.default_rng(0)
-    right = random_clip(rng, seconds=2.0, fps=30.0)
-    assert right.num_frames == 60
-    prep = prepare_clip(right)
-    assert prep.num_frames == 30                       # 15 FPS: floor(59 / 2) + 1
-    left = MotionClip(right.global_orient * torch.tensor([1.0, -1, -1]), right.hand_pose * torch.tensor([1.0, -1, -1]).repeat(15),
-                      right.betas, right.trans * torch.tensor([-1.0, 1, 1]), fps=30.0, side="left")
-    torch.testing.assert_close(prepare_clip(left).features, prep.features, rtol=0, atol=1e-9)
+def _mirrored(c, side):
+    return MotionClip(mirror_pose(c.global_orient), mirror_pose(c.hand_pose), c.betas, mirror_points(c.trans),
+                      fps=c.fps, side=side)
 
 
-def test_sampler_windows_are_canonical_and_padded():
-    clips = [prepare_clip(c) for c in random_clips(3, seed=4, seconds=(2.0, 4.0))]
-    s = WindowSampler(clips, seed=1)
-    w, m = s.sample(16)
-    assert w.shape == (16, 16, 162) and m.shape == (16, 16)
-    assert bool((m[:, 15:] == 0).all()) and bool((w[:, 15] == 0).all())
-    state = s.state()
-    a, _ = s.sample(4)
-    s.set_state(state)
-    b, _ = s.sample(4)
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
-    wv, mv, feats = clip_windows(clips[0])
-    assert int(mv.sum()) == clips[0].num_frames
-    torch.testing.assert_close(feats[0, 96:99], torch.zeros(3, dtype=torch.float64))   # trans of frame 0 is the origin
+def test_left_clip_and_its_mirrored_right_clip_agree():
+    left = _clip(side="left", seed=1)
+    right = _mirrored(left, "right")
+    xl, ml, bl = clip_windows(left)
+    xr, mr, br = clip_windows(right)
+    assert xl.dtype == torch.float64 and xl.shape == (2, 16, 162)      # 40 frames at 30 fps -> 20 at 15 -> 2 windows
+    assert ml.sum() == 20 and not ml[:, 15].any()
+    torch.testing.assert_close(xl, xr, rtol=0, atol=1e-10)
+    torch.testing.assert_close(bl, br, rtol=0, atol=0)
+    fl, _ = clip_features(left)
+    fr, _ = clip_features(right)
+    torch.testing.assert_close(fl, fr, rtol=0, atol=1e-10)
+
+
+def test_clip_features_frame_puts_motion_back():
+    for side in ("right", "left"):
+        c = _clip(T=30, fps=15.0, side=side, seed=2)
+        f, frame = clip_features(c)
+        torch.testing.assert_close(f[0, 96:99], torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-12)
+        p = decode_features(f)
+        p = from_right_hand(decanonicalize({k: p[k] for k in ("global_orient", "hand_pose", "trans")}, frame), side)
+        torch.testing.assert_close(p["trans"], c.trans, rtol=0, atol=1e-10)
 
 
 def test_motion_clip_validation():
@@ -72,11 +63,29 @@ def test_motion_clip_validation():
         MotionClip(**ok, fps=0)
 
 
-def test_synthetic_clips_vary():
-    clips = random_clips(6, seed=0)
-    lengths = {c.num_frames for c in clips}
-    assert len(lengths) > 3
-    closure = torch.stack([c.hand_pose[:, 2::3].mean() for c in clips])
-    assert float(closure.std()) > 0.05                         # different grasps
-    speed = torch.stack([(c.trans[1:] - c.trans[:-1]).norm(dim=1).mean() for c in clips])
-    assert float(speed.max() / speed.min()) > 1.2               # different wrist speeds
+def test_several_folders_read_as_one(synth_sets):
+    train, val = synth_sets
+    a, b = open_datasets(train, seed=3), open_datasets(val, seed=3)
+    both = open_datasets([train, val], seed=3)
+    assert isinstance(both, ShardDatasets) and len(both) == len(a) + len(b)
+    starts = both.episode_starts()
+    assert starts[0] == 0 and starts[-1] == len(both) and (np.diff(starts) > 0).all()
+    N = len(both)
+    ids = [0, len(a) - 1, len(a), N - 1, N + 2, 2 * N + len(a) + 1]     # epochs 0, 1, 2
+    got = both.__getitems__(ids)
+    want = [a[0], a[len(a) - 1], b[0], b[len(b) - 1], a.__getitems__([len(a) + 2])[0],
+            b.__getitems__([2 * len(b) + 1])[0]]
+    for g, w in zip(got, want):
+        assert (g["episode"], g["hand"], g["window_start"], g["ref_index"]) == \
+            (w["episode"], w["hand"], w["window_start"], w["ref_index"])
+        torch.testing.assert_close(g["features"], w["features"], rtol=0, atol=0)
+    assert both.fingerprint() != a.fingerprint()
+    hands = {s["hand"] for s in a.__getitems__(list(range(len(a))))}
+    assert hands == {"left", "right"}                              # both hands train one tokenizer
+
+
+def test_open_datasets_errors(tmp_path):
+    with pytest.raises(UserFileError, match="not a dataset folder"):
+        open_datasets(tmp_path)
+    with pytest.raises(ValueError, match="no dataset folders"):
+        open_datasets([])

@@ -1,16 +1,20 @@
-"""Training on synthetic motion (tiny configs): reconstruction improves, restart raises codebook
-use, resume is exact, save/load round-trips, bad input gets clear errors, CLI and metrics."""
+"""Training from dataset folders (tiny configs): reconstruction improves, restart raises codebook
+use, resume is exact (also after a crash at any point of the checkpoint swap), save/load
+round-trips, malformed tokenizer files get clear errors before anything big is allocated."""
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 
+from beingh0.core.errors import UserError, UserValueError
+from beingh0.data.shards import load_index
 from beingh0.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer
-from beingh0.tokenizer.evaluate import evaluate_clips, format_table, procrustes_align, real_clip
-from beingh0.tokenizer.synthetic import random_clips
-from beingh0.tokenizer.data import prepare_clip
-from beingh0.tokenizer.train import TrainConfig, train_tokenizer, validate
+from beingh0.tokenizer import train as train_mod
+from beingh0.tokenizer.data import clips_from_episode, dataset_windows, open_datasets
+from beingh0.tokenizer.evaluate import evaluate_clips, evaluate_dataset, format_table, procrustes_align, real_clip
+from beingh0.tokenizer.train import TrainConfig, recover_checkpoint, train_tokenizer, validate
 
 TINY = TokenizerConfig.preset("tiny")
 
@@ -21,93 +25,214 @@ def _tc(**kw):
 
 
 @pytest.fixture(scope="module")
-def clips():
-    return random_clips(12, seed=11, seconds=(3.0, 12.0)), random_clips(3, seed=12, seconds=(3.0, 5.0))
+def trained(synth_sets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok")
+    return train_tokenizer(out, synth_sets[0], synth_sets[1], TINY, _tc(plots=True), verbose=False)
 
 
 @pytest.fixture(scope="module")
-def trained(clips, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tok")
-    return train_tokenizer(out, clips[0], clips[1], TINY, _tc(plots=True), verbose=False)
+def clips(synth_sets):
+    return clips_from_episode(load_index(synth_sets[1]).read(0))     # a left and a right hand track
 
 
-def test_training_improves_reconstruction(clips, trained, tmp_path):
-    untrained = train_tokenizer(tmp_path, clips[0], None, TINY, _tc(steps=1), verbose=False).tokenizer  # k-means init only
-    val = [prepare_clip(c) for c in clips[1]]
+def test_training_improves_reconstruction(synth_sets, trained, tmp_path):
+    untrained = train_tokenizer(tmp_path, synth_sets[0], None, TINY, _tc(steps=1), verbose=False).tokenizer  # k-means init only
+    val = list(dataset_windows(open_datasets(synth_sets[1], reference="first")))
     rec_before, rec_after = validate(untrained, val)["val_recon"], validate(trained.tokenizer, val)["val_recon"]
     assert rec_after < rec_before / 2.0, (rec_before, rec_after)        # normalised feature MSE
-    before = evaluate_clips(untrained, val)
-    after = evaluate_clips(trained.tokenizer, val)
+    before = evaluate_dataset(untrained, synth_sets[1])
+    after = evaluate_dataset(trained.tokenizer, synth_sets[1])
     assert after.pa_mpjpe_mm < before.pa_mpjpe_mm / 1.5, format_table([before, after])
     assert after.mpjpe_mm < before.mpjpe_mm, format_table([before, after])
     assert np.isfinite(after.mean_perplexity()) and 0 < after.mean_utilisation() <= 1
+    assert after.windows == len(open_datasets(synth_sets[1]))
+    assert "val_recon" in trained.history["eval"][-1]
     assert (trained.out_dir / "losses.png").stat().st_size > 1000
     assert (trained.out_dir / "codebook_usage.png").stat().st_size > 1000
 
 
-def test_restart_raises_codebook_utilisation(clips, tmp_path):
+def test_restart_raises_codebook_utilisation(synth_sets, tmp_path):
     use = {}
     for restart in (0, 5):
         cfg = TokenizerConfig.preset("tiny", kmeans_init=False, restart_after=restart)
-        res = train_tokenizer(tmp_path / str(restart), clips[0], None, cfg, _tc(steps=20, batch_size=32), verbose=False)
-        use[restart] = evaluate_clips(res.tokenizer, clips[1]).mean_utilisation()
+        res = train_tokenizer(tmp_path / str(restart), synth_sets[0], None, cfg, _tc(steps=20, batch_size=32), verbose=False)
+        use[restart] = evaluate_dataset(res.tokenizer, synth_sets[0]).mean_utilisation()
     assert use[5] > use[0] + 0.2, use
 
 
-def test_resume_is_exact(clips, tmp_path):
-    tc = _tc(steps=8, eval_every=4, ckpt_every=4)
-    full = train_tokenizer(tmp_path / "a", clips[0], clips[1], TINY, tc, verbose=False)
-    train_tokenizer(tmp_path / "b", clips[0], clips[1], TINY, _tc(steps=4, eval_every=4, ckpt_every=4), verbose=False)
-    resumed = train_tokenizer(tmp_path / "b", clips[0], clips[1], None, tc, resume=True, verbose=False)
-    la = [r["loss"] for r in full.history["train"]]
-    lb = [r["loss"] for r in resumed.history["train"]]
-    assert len(la) == len(lb) == 8
-    np.testing.assert_allclose(lb, la, rtol=0, atol=1e-6)
+def _losses(res):
+    return [r["loss"] for r in res.history["train"]]
+
+
+def test_resume_is_exact(synth_sets, tmp_path):
+    tc = _tc(steps=8, eval_every=4, ckpt_every=4, batch_size=40)     # 96 windows: epochs end mid-run
+    full = train_tokenizer(tmp_path / "a", synth_sets[0], synth_sets[1], TINY, tc, verbose=False)
+    train_tokenizer(tmp_path / "b", synth_sets[0], synth_sets[1], TINY, _tc(steps=4, eval_every=4, ckpt_every=4,
+                                                                             batch_size=40), verbose=False)
+    resumed = train_tokenizer(tmp_path / "b", synth_sets[0], synth_sets[1], None, tc, resume=True, verbose=False)
+    assert len(_losses(full)) == len(_losses(resumed)) == 8
+    np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=0, atol=1e-6)
     sa, sb = full.tokenizer.state_dict(), resumed.tokenizer.state_dict()
     for k in sa:
         torch.testing.assert_close(sb[k], sa[k], rtol=0, atol=1e-6, msg=k)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        train_tokenizer(tmp_path / "c", clips[0], None, None, tc, resume=True, verbose=False)
+        train_tokenizer(tmp_path / "c", synth_sets[0], None, None, tc, resume=True, verbose=False)
+    with pytest.raises(UserError, match="same --data"):              # another dataset: its positions mean nothing
+        train_tokenizer(tmp_path / "b", synth_sets[1], None, None, tc, resume=True, verbose=False)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 3, 4])
+def test_resume_after_a_crash_during_the_checkpoint_swap(synth_sets, tmp_path, monkeypatch, crash_at):
+    """The swap does: trainer.pt into checkpoint.tmp (1), checkpoint -> checkpoint.old (2),
+    checkpoint.tmp -> checkpoint (3), delete checkpoint.old (4). A kill before any of them leaves a
+    complete copy that resume finds: the newest one, so that the loss curve stays exact."""
+    tc = lambda steps: _tc(steps=steps, eval_every=2, ckpt_every=2, batch_size=32)
+    full = train_tokenizer(tmp_path / "full", synth_sets[0], None, TINY, tc(6), verbose=False)
+    out = tmp_path / "run"
+    train_tokenizer(out, synth_sets[0], None, TINY, tc(2), verbose=False)    # checkpoint at step 2
+    calls = {"n": 0}
+
+    def crashing(fn):
+        def wrapped(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == crash_at:
+                raise _Crash
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(train_mod, "_rename", crashing(os.replace))
+    monkeypatch.setattr(train_mod, "_rmtree", crashing(train_mod.shutil.rmtree))
+    with pytest.raises(_Crash):
+        train_tokenizer(out, synth_sets[0], None, None, tc(4), resume=True, verbose=False)   # dies saving step 4
+    monkeypatch.undo()
+    left = sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint"))
+    assert left != []
+    want_step = 2 if crash_at == 1 else 4                  # before (1) the new copy is incomplete
+    assert train_mod._complete_step(recover_checkpoint(out)) == want_step
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint"]
+    resumed = train_tokenizer(out, synth_sets[0], None, None, tc(6), resume=True, verbose=False)
+    np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=0, atol=1e-6)
+
+
+def test_recover_checkpoint_picks_the_newest_complete_copy(tmp_path):
+    def copy(name, step=None):
+        (tmp_path / name).mkdir()
+        if step is not None:
+            torch.save({"step": step}, tmp_path / name / "trainer.pt")
+    copy("checkpoint.old", 3)
+    copy("checkpoint.tmp", 5)
+    assert recover_checkpoint(tmp_path) == tmp_path / "checkpoint"
+    assert train_mod._complete_step(tmp_path / "checkpoint") == 5 and not (tmp_path / "checkpoint.old").exists()
+    copy("checkpoint.tmp")                                 # a torn new copy (no trainer.pt): dropped
+    assert train_mod._complete_step(recover_checkpoint(tmp_path)) == 5 and not (tmp_path / "checkpoint.tmp").exists()
+    assert recover_checkpoint(tmp_path / "nowhere") is None
 
 
 def test_encode_decode_and_save_load_round_trip(clips, trained, tmp_path):
     tok = trained.tokenizer
-    clip = clips[1][0]
-    ids, frame = tok.encode(clip)
-    seconds = -(-clip.num_frames // 15)
-    assert ids.shape == (seconds, tok.layout.tokens_per_block) and ids.dtype == torch.int64
-    params = tok.decode(ids, frame, num_frames=clip.num_frames)
-    assert params["hand_pose"].shape == (clip.num_frames, 45)
-    # the decoded wrist path is back in the camera frame (far closer than the canonical-frame path)
-    err = float((params["trans"] - clip.trans).norm(dim=1).mean())
-    canon = tok.decode(ids, None, num_frames=clip.num_frames)
-    assert err < 0.5 * float((canon["trans"] - clip.trans).norm(dim=1).mean())
+    assert {c.side for c in clips} == {"left", "right"}
+    for clip in clips:
+        ids, frame = tok.encode(clip)
+        seconds = -(-clip.num_frames // 15)
+        assert ids.shape == (seconds, tok.layout.tokens_per_block) and ids.dtype == torch.int64
+        params = tok.decode(ids, frame, side=clip.side, num_frames=clip.num_frames)
+        assert params["hand_pose"].shape == (clip.num_frames, 45)
+        # the decoded wrist path is back in the camera frame and on the clip's side
+        err = float((params["trans"] - clip.trans).norm(dim=1).mean())
+        canon = tok.decode(ids, None, num_frames=clip.num_frames)
+        assert err < 0.5 * float((canon["trans"] - clip.trans).norm(dim=1).mean()), clip.side
     path = save_tokenizer(tok, tmp_path / "saved")
     back = load_tokenizer(path)
-    torch.testing.assert_close(back.encode(clip)[0], ids, rtol=0, atol=0)
-    torch.testing.assert_close(back.decode_features(ids), tok.decode_features(ids), rtol=0, atol=0)
+    torch.testing.assert_close(back.encode(clips[0])[0], tok.encode(clips[0])[0], rtol=0, atol=0)
     assert back.cfg == tok.cfg and torch.equal(back.norm.std, tok.norm.std)
+    m = evaluate_clips(tok, clips, "clips")
+    assert m.frames == sum(c.num_frames for c in clips) and np.isfinite(m.mpjpe_mm)
+
+
+def _rewrite(path, **changes):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path / "tokenizer.safetensors"))
+    state.update(changes)
+    save_file(state, str(path / "tokenizer.safetensors"))
 
 
 def test_mismatched_files_are_errors(trained, tmp_path):
     path = save_tokenizer(trained.tokenizer, tmp_path / "s")
     meta = json.loads((path / "tokenizer.json").read_text())
-    bad = dict(meta, config={**meta["config"], "layers": 3})
-    (path / "tokenizer.json").write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match="does not match its config"):
+    put = lambda m: (path / "tokenizer.json").write_text(json.dumps(m))
+    put(dict(meta, config={**meta["config"], "layers": 3}))
+    with pytest.raises(UserValueError, match="does not match its config"):
         load_tokenizer(path)
-    (path / "tokenizer.json").write_text(json.dumps(dict(meta, format_version=99)))
+    put(dict(meta, format_version=99))
     with pytest.raises(ValueError, match="format version 99"):
         load_tokenizer(path)
-    (path / "tokenizer.json").write_text(json.dumps(dict(meta, config={**meta["config"], "colour": 1})))
+    put(dict(meta, config={**meta["config"], "colour": 1}))
     with pytest.raises(ValueError, match="unknown keys"):
         load_tokenizer(path)
-    (path / "tokenizer.json").write_text(json.dumps(meta))
+    put(dict(meta, norm={**meta["norm"], "std": meta["norm"]["std"][:5]}))
+    with pytest.raises(UserValueError, match="norm.std"):
+        load_tokenizer(path)
+    put(meta)
     (path / "tokenizer.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(ValueError, match="corrupt"):
         load_tokenizer(path)
     with pytest.raises(FileNotFoundError, match="not found"):
         load_tokenizer(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("dilations", [1] * 20000, "dilations=.*20000 items"),      # 5 GB of modules before the shape check, once
+    ("width", 10 ** 9, "width=1000000000"),
+    ("codes", True, "codes=True"),
+    ("dilations", "931", "dilations"),
+    ("ema_decay", float("nan"), "ema_decay"),
+])
+def test_bad_json_config_is_refused_before_allocating(trained, tmp_path, field, value, match):
+    import tracemalloc
+
+    path = save_tokenizer(trained.tokenizer, tmp_path / "s")
+    meta = json.loads((path / "tokenizer.json").read_text())
+    meta["config"][field] = value
+    (path / "tokenizer.json").write_text(json.dumps(meta))
+    tracemalloc.start()
+    with pytest.raises(UserValueError, match=f"tokenizer.json.*config.*{match}"):
+        load_tokenizer(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50e6, peak
+
+
+def test_huge_but_valid_config_is_refused_by_size(trained, tmp_path):
+    path = save_tokenizer(trained.tokenizer, tmp_path / "s")
+    meta = json.loads((path / "tokenizer.json").read_text())
+    meta["config"].update(width=4096, code_dim=4096, dilations=[1] * 16, down_t=4)   # each field in range: ~9 G elements
+    (path / "tokenizer.json").write_text(json.dumps(meta))
+    with pytest.raises(UserValueError, match="elements"):
+        load_tokenizer(path)
+
+
+def test_nan_and_wrong_dtype_weights_are_errors(trained, tmp_path):
+    path = save_tokenizer(trained.tokenizer, tmp_path / "s")
+    key = next(k for k, v in trained.tokenizer.state_dict().items() if v.dtype == torch.float32 and v.dim() > 1)
+    good = trained.tokenizer.state_dict()[key].clone()
+    bad = good.clone()
+    bad.view(-1)[3] = float("nan")
+    _rewrite(path, **{key: bad})
+    with pytest.raises(UserValueError, match=f"tokenizer.safetensors: tensor '{key}' contains NaN"):
+        load_tokenizer(path)
+    _rewrite(path, **{key: good != 0})                                        # bool weights
+    with pytest.raises(UserValueError, match=f"tensor '{key}' has dtype BOOL"):
+        load_tokenizer(path)
+    _rewrite(path, **{key: good.double()})
+    with pytest.raises(UserValueError, match=f"tensor '{key}' has dtype F64, expected F32"):
+        load_tokenizer(path)
+    _rewrite(path, **{key: good})
+    load_tokenizer(path)
 
 
 def test_bad_input_errors(trained):
@@ -127,10 +252,12 @@ def test_bad_input_errors(trained):
         tok.decode(torch.zeros(1, n - 1, dtype=torch.int64))
     with pytest.raises(ValueError, match="windows must be"):
         tok(torch.zeros(2, 15, 162))
-    with pytest.raises(ValueError, match="invalid TokenizerConfig"):
+    with pytest.raises(UserValueError, match="invalid TokenizerConfig"):
         TokenizerConfig(code_dim=10, groups=3)
-    with pytest.raises(ValueError, match="unknown tokenizer preset"):
+    with pytest.raises(UserValueError, match="unknown tokenizer preset"):
         TokenizerConfig.preset("huge")
+    with pytest.raises(UserValueError, match="batch_size=0"):
+        TrainConfig(batch_size=0)
 
 
 def test_procrustes_removes_similarity_transforms():
@@ -142,11 +269,11 @@ def test_procrustes_removes_similarity_transforms():
     torch.testing.assert_close(procrustes_align(pred, gt), gt, rtol=0, atol=1e-10)
 
 
-def test_whole_hand_variant_trains(clips, tmp_path):
+def test_whole_hand_variant_trains(synth_sets, clips, tmp_path):
     cfg = TokenizerConfig.preset("tiny", part_level=False, groups=4, code_dim=16)
-    res = train_tokenizer(tmp_path, clips[0], None, cfg, _tc(steps=3), verbose=False)
+    res = train_tokenizer(tmp_path, synth_sets[0], None, cfg, _tc(steps=3), verbose=False)
     assert "wrist" in res.history["train"][-1]
-    ids, _ = res.tokenizer.encode(clips[1][0])
+    ids, _ = res.tokenizer.encode(clips[0])
     assert ids.shape[1] == res.tokenizer.layout.tokens_per_block == 4 * 4 * 2
 
 
@@ -154,16 +281,3 @@ def test_real_sequence(trained, shared_data):
     clip = real_clip(shared_data, frames=60, verbose=False)
     m = evaluate_clips(trained.tokenizer, [clip], "real")
     assert m.frames == 30 and np.isfinite(m.mpjpe_mm) and m.mpjpe_mm > 0
-
-
-def test_cli(trained, tmp_path, capsys):
-    from beingh0.cli.main import main
-
-    with pytest.raises(SystemExit):
-        main(["tokenizer", "train", "--help"])
-    assert "--resume" in capsys.readouterr().out
-    assert main(["tokenizer", "eval", str(trained.out_dir), "--episodes", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "MPJPE (mm)" in out and "synthetic held-out" in out
-    assert main(["tokenizer", "eval", str(tmp_path / "missing")]) == 2
-    assert "not found" in capsys.readouterr().err
