@@ -160,13 +160,15 @@ def _check_constants(c: ManoConstants) -> None:
 
 
 def _check_tip_ids(op: str, c: ManoConstants) -> None:
-    """tip_ids within [0, V): reads the data (a device sync on CUDA), so only with check=True."""
-    if torch.compiler.is_compiling():
+    """tip_ids within [0, V): reads the data (a device sync on CUDA), so only with check=True, and once
+    per constants object (until tip_ids is modified in place)."""
+    if torch.compiler.is_compiling() or c.__dict__.get("_tips_checked") == c.tip_ids._version:
         return
     lo, hi = int(c.tip_ids.min()), int(c.tip_ids.max())
     if lo < 0 or hi >= c.num_verts:
         raise UserValueError(f"{op}: model constant tip_ids must be vertex ids in [0, {c.num_verts}), got "
                              f"{c.tip_ids.tolist()}")
+    object.__setattr__(c, "_tips_checked", c.tip_ids._version)  # a cache, not a field
 
 
 def _check_inputs(op: str, betas, pose, trans, c: ManoConstants, trans_mode: int, check_finite: bool):
