@@ -95,7 +95,7 @@ def grq_encode_triton(x: torch.Tensor, codebooks: torch.Tensor, code_norms: torc
                       num_warps: int | None = None, num_stages: int | None = None) -> None:
     """Write ``codes`` (N, G, L) int64 and, unless None, ``quantized`` (N, G*Dg) float32, in place.
 
-    x (N, G*Dg) float32/float16/bfloat16 with contiguous channels (any row stride >= G*Dg);
+    x (N, G*Dg) float32/float16/bfloat16 with contiguous channels (any row stride >= G*Dg, or 0: a broadcast row);
     codebooks (G, L, K, Dg) float32 contiguous; code_norms (G, L, K) float32 contiguous, the
     squared norms of the codes. All on one device (CUDA, or CPU under TRITON_INTERPRET=1).
     block_n / block_k: rows and codes per tile (powers of two >= 16; defaults depend on Dg and on
@@ -148,7 +148,7 @@ def grq_encode_triton(x: torch.Tensor, codebooks: torch.Tensor, code_norms: torc
     if D > 1 and x.stride(1) != 1:
         raise ValueError(f"grq_encode_triton: x must have contiguous channels (x.stride(1) == 1), got strides {x.stride()}")
     x_stride = x.stride(0) if N > 1 else D
-    if x_stride < D:
+    if 0 < x_stride < D:  # 0: every row the same vector (a broadcast, v.expand(N, D)): only read, fine
         raise ValueError(f"grq_encode_triton: x rows overlap (x.stride(0) = {x_stride} < G*Dg = {D})")
     if N == 0:
         return

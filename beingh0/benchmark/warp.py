@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ops.warp import IMAGENET_MEAN, IMAGENET_STD, prepare, resize_matrix, warp_align
+from ..ops.warp import IMAGENET_MEAN, IMAGENET_STD, WarpOptions, prepare, resize_matrix, warp_align
 from .common import default_backends, set_threads, measured_bandwidth_gbs, print_table, stamp, time_fn, write_records
 
 OUT_HW = (448, 448)
@@ -72,7 +72,7 @@ def grid_sample_fn(imgs: torch.Tensor, A: torch.Tensor):
     """affine_grid + grid_sample + normalise; theta built once (setup, not timed)."""
     B, H, W, C = imgs.shape
     h, w = OUT_HW
-    params = prepare("bench", imgs, A, OUT_HW, None, None, torch.float32, "bilinear", 0.0, None, None, "radtan", False)[0]
+    params = prepare(imgs, A, WarpOptions(OUT_HW, mean=None, std=None), check=False, op="bench").params
     M = torch.cat([params[:, :6].reshape(B, 2, 3), params.new_tensor([0, 0, 1.0]).expand(B, 1, 3)], 1)
     to_norm = lambda n: torch.tensor([[2.0 / n[0], 0, 1.0 / n[0] - 1], [0, 2.0 / n[1], 1.0 / n[1] - 1], [0, 0, 1]],
                                      dtype=torch.float64)

@@ -15,7 +15,7 @@ from .rotations import rodrigues  # noqa: F401  (re-exported: the LBS reference'
 def pose_features(rotmats: torch.Tensor) -> torch.Tensor:
     """(B, 16, 3, 3) joint rotations -> (B, 135) pose-corrective features flatten(R_k - I), k=1..15."""
     eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-    return (rotmats[:, 1:] - eye).reshape(rotmats.shape[0], -1)
+    return (rotmats[:, 1:] - eye).reshape(rotmats.shape[0], 9 * (rotmats.shape[1] - 1))  # no -1: B may be 0
 
 
 def kinematic_chain(rotmats: torch.Tensor, joints: torch.Tensor):

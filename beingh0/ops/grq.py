@@ -28,19 +28,22 @@ through the ``beingh0::grq_encode`` custom op (with a fake implementation for ``
 from __future__ import annotations
 
 import math
-import os
 from typing import NamedTuple, Optional
 
 import torch
 
+from ._scaffold import DTYPE_CODES, call_op, launch, new_output
 from .backend import Backend, ext, is_available, load_kernel_module, requested, resolve
 
 __all__ = ["GRQOutput", "GRQCodebooks", "grq_encode", "grq_encode_reference", "code_norms", "prepare_codebooks"]
 
-_POISON = os.environ.get("BEINGH0_POISON_OUTPUTS") == "1"
 _SUPPORTED = (Backend.REFERENCE, Backend.CPP, Backend.CUDA, Backend.TRITON)
-#: dtype codes of x (csrc/common/status.h)
-_X_CODES = {torch.float32: 0, torch.float16: 2, torch.bfloat16: 3}
+#: dtypes of x the kernels read (codes: csrc/common/status.h via ``_scaffold.DTYPE_CODES``)
+_X_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+#: Tests only: rows per CUDA block (16, 32 or 64) instead of the kernel's choice by N and device (0),
+#: so that every tile path of csrc/grq/grq_cuda.cu runs in the tests (tests/ops/test_grq.py).
+CUDA_TILE_ROWS = 0
 
 
 class GRQOutput(NamedTuple):
@@ -130,65 +133,95 @@ def _check(op: str, x, codebooks, check_values: bool, check_codebooks: bool = Tr
 # reference (readable; float64-capable)
 
 
-def grq_encode_reference(x: torch.Tensor, codebooks: torch.Tensor, return_quantized: bool = False
-                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """x (N, G*Dg), codebooks (G, L, K, Dg) -> (codes (N, G, L) int64, quantized (N, G*Dg) or None).
+def _first_of_duplicates(c: torch.Tensor) -> torch.Tensor | None:
+    """For codebooks c (G, K, Dg): (G, K) index of the first code equal to each code, or None when no
+    two codes of a group are equal. A GEMM may round the dot products of two equal codes differently
+    (their columns sit at different offsets of its blocking), which would break the tie rule."""
+    G, K, _ = c.shape
+    if K < 2 or not bool((code_norms(c).sort(-1).values.diff(dim=-1) == 0).any()):
+        return None  # equal codes have equal norms: the common case costs a sort of K numbers
+    ar = torch.arange(K, device=c.device)
+    canon, dup = [], False
+    for g in range(G):
+        _, inv = torch.unique(c[g], dim=0, return_inverse=True)
+        first = torch.full((K,), K, dtype=torch.long, device=c.device).scatter_reduce(0, inv, ar, "amin")[inv]
+        dup = dup or bool((first != ar).any())
+        canon.append(first)
+    return torch.stack(canon) if dup else None
+
+
+def grq_encode_reference(x: torch.Tensor, codebooks: torch.Tensor, *, return_quantized: bool = False) -> GRQOutput:
+    """x (..., G*Dg), codebooks (G, L, K, Dg) -> ``GRQOutput(codes (..., G, L) int64, quantized (..., G*Dg) or None)``.
 
     Computes in float64 when x is float64, else in float32 (x upcast). One (G, N, K) score matrix per
-    layer: simple and exactly what the kernels avoid storing.
+    layer: simple and exactly what the kernels avoid storing. Ties go to the lowest code index: exact
+    duplicate codes get the score of their first copy (a GEMM need not round equal columns alike),
+    then ``argmin`` takes the first minimum.
     """
     dt = torch.float64 if x.dtype == torch.float64 else torch.float32
     cb = codebooks.to(dt)
     G, L, K, Dg = cb.shape
-    N = x.shape[0]
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, G * Dg)
+    N = flat.shape[0]
     with torch.no_grad():
-        r = x.to(dt).reshape(N, G, Dg).transpose(0, 1).contiguous()     # (G, N, Dg)
+        r = flat.to(dt).reshape(N, G, Dg).transpose(0, 1).contiguous()  # (G, N, Dg)
         c2 = code_norms(cb)                                              # (G, L, K)
         codes = torch.empty(G, N, L, dtype=torch.int64, device=x.device)
         q = torch.zeros_like(r) if return_quantized else None
         for layer in range(L):
             c = cb[:, layer]                                             # (G, K, Dg)
             score = c2[:, layer, None, :] - 2.0 * torch.bmm(r, c.transpose(1, 2))
+            first = _first_of_duplicates(c)
+            if first is not None:
+                score = torch.gather(score, 2, first[:, None, :].expand_as(score))
             idx = score.argmin(-1)                                       # first minimum: lowest index
             codes[:, :, layer] = idx
             chosen = torch.gather(c, 1, idx[..., None].expand(G, N, Dg))
             r = r - chosen
             if q is not None:
                 q = q + chosen
-        codes = codes.permute(1, 0, 2).contiguous()
-        quantized = q.transpose(0, 1).reshape(N, G * Dg) if q is not None else None
-    return codes, quantized
+        codes = codes.permute(1, 0, 2).reshape(*lead, G, L)
+        quantized = q.transpose(0, 1).reshape(*lead, G * Dg) if q is not None else None
+    return GRQOutput(codes, quantized)
 
 
 # --------------------------------------------------------------------------------------------
 # kernel backends and the custom op
 
 
-def _kernel(backend: Backend, x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor, return_quantized: bool,
+def _row_stride(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """x (N, D) -> (x with contiguous channels, the row stride the kernels read: >= D, or 0 when every
+    row is the same vector (a broadcast, e.g. ``v.expand(N, D)``))."""
+    N, D = x.shape
+    if D > 1 and x.stride(1) != 1:
+        x = x.contiguous()  # the kernels take any row stride, but contiguous channels
+    if N <= 1:
+        return x, D
+    if x.stride(0) == 0:
+        return x, 0
+    if x.stride(0) < D:  # overlapping rows (as_strided): copy
+        x = x.contiguous()
+    return x, x.stride(0)
+
+
+def _kernel(x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor, return_quantized: bool, backend: str,
             packed: torch.Tensor | None = None):
+    b = Backend(backend)
     N = x.shape[0]
     G, L, K, Dg = codebooks.shape
     dev = x.device
-    if _POISON:
-        codes = torch.full((N, G, L), -7, dtype=torch.int64, device=dev)
-        quant = torch.full((N, G * Dg) if return_quantized else (0,), float("nan"), dtype=torch.float32, device=dev)
-    else:
-        codes = torch.empty((N, G, L), dtype=torch.int64, device=dev)
-        quant = torch.empty((N, G * Dg) if return_quantized else (0,), dtype=torch.float32, device=dev)
+    codes = new_output((N, G, L), torch.int64, dev)
+    quant = new_output((N, G * Dg) if return_quantized else (0,), torch.float32, dev)
     if N == 0:
         return codes, quant
-    if x.stride(1) != 1:
-        x = x.contiguous()  # the kernels take any row stride, but contiguous channels
-    if backend is Backend.TRITON:
+    x, x_stride = _row_stride(x)
+    if b is Backend.TRITON:
         load_kernel_module("grq").grq_encode_triton(x, codebooks, norms, codes, quant if return_quantized else None)
         return codes, quant
-    args = [x.data_ptr(), N, G, L, K, Dg, x.stride(0), _X_CODES[x.dtype], codebooks.data_ptr(), norms.data_ptr(),
-            codes.data_ptr(), quant.data_ptr() if return_quantized else 0]
-    if backend is Backend.CPP:
-        ext().grq_encode_cpu(*args, packed.data_ptr() if packed is not None else 0)
-    else:
-        with torch.cuda.device(dev):
-            ext().grq_encode_cuda(*args, torch.cuda.current_stream(dev).cuda_stream)
+    launch("grq_encode", b, dev, x.data_ptr(), N, G, L, K, Dg, x_stride, DTYPE_CODES[x.dtype], codebooks.data_ptr(),
+           norms.data_ptr(), codes.data_ptr(), quant.data_ptr() if return_quantized else 0,
+           cpu_args=(packed.data_ptr() if packed is not None else 0,), cuda_args=(CUDA_TILE_ROWS,))
     return codes, quant
 
 
@@ -197,7 +230,7 @@ def _grq_encode_op(x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor
                    backend: str, packed: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """x (N, G*Dg) float32/bf16/fp16, codebooks (G, L, K, Dg) float32, norms (G, L, K) float32,
     packed: the CPU kernel's layout of the codebooks or None."""
-    return _kernel(Backend(backend), x, codebooks, norms, return_quantized, packed)
+    return _kernel(x, codebooks, norms, return_quantized, backend, packed)
 
 
 @_grq_encode_op.register_fake
@@ -245,12 +278,12 @@ def grq_encode(x: torch.Tensor, codebooks: torch.Tensor, *, return_quantized: bo
             raise TypeError(f"{op}: float64 x runs only on backend='reference' (the kernels compute in float32); "
                             f"pass x.float() to use backend={want.value!r}")
         b = Backend.REFERENCE
-    elif x.dtype not in _X_CODES:
+    elif x.dtype not in _X_DTYPES:
         raise TypeError(f"{op}: x must be float32, bfloat16 or float16 (float64 with the reference), got {x.dtype}")
     else:
         b = resolve(op, backend, x.device.type, _SUPPORTED)
     if b is Backend.REFERENCE:
-        codes, quant = grq_encode_reference(flat, codebooks, return_quantized)
+        codes, quant = grq_encode_reference(flat, codebooks, return_quantized=return_quantized)
     else:
         if b is Backend.CPP and x.device.type != "cpu":
             raise ValueError(f"{op}: the C++ backend takes CPU tensors, got {x.device}")
@@ -259,11 +292,8 @@ def grq_encode(x: torch.Tensor, codebooks: torch.Tensor, *, return_quantized: bo
         else:
             cb = codebooks.detach().to(torch.float32).contiguous()
             norms, packed = code_norms(cb).contiguous(), None
-        flat = flat.detach()
-        if torch.compiler.is_compiling():
-            codes, quant = _grq_encode_op(flat, cb, norms, return_quantized, b.value, packed)
-        else:  # eager: skip the custom-op dispatcher (nothing to record for autograd)
-            codes, quant = _kernel(b, flat, cb, norms, return_quantized, packed)
+        # no gradient (integer codes): only torch.compile goes through the custom op
+        codes, quant = call_op(_grq_encode_op, _kernel, flat.detach(), cb, norms, return_quantized, b.value, packed)
     codes = codes.reshape(*lead, G, L)
     quant = quant.reshape(*lead, G * Dg) if return_quantized else None
     return GRQOutput(codes, quant)

@@ -16,26 +16,29 @@ compile. A hot loop that has already validated its inputs can pass ``check=False
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from ..core import lbs
 from ..core.constants import NUM_JOINTS, NUM_KEYPOINTS, NUM_POSE_FEATS
-from .backend import Backend, ext, load_kernel_module, resolve
+from ..core.errors import UserValueError
+from ._scaffold import DTYPE_CODES, call_op, launch, new_output
+from .backend import Backend, load_kernel_module, resolve
 
-#: Tests set BEINGH0_POISON_OUTPUTS=1: kernel outputs start as NaN, so an element a kernel forgets to
-#: write shows up as a mismatch instead of passing by luck on zeroed memory.
-_POISON = os.environ.get("BEINGH0_POISON_OUTPUTS") == "1"
-
-
-def _new_out(like: torch.Tensor, *shape) -> torch.Tensor:
-    return like.new_full(shape, float("nan")) if _POISON else like.new_empty(shape)
-
+__all__ = ["ManoConstants", "ManoOutput", "mano_forward", "mano_joints", "mano_forward_reference",
+           "mano_joints_reference"]
 
 _SUPPORTED = (Backend.REFERENCE, Backend.CPP, Backend.CUDA, Backend.TRITON)
-_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+_INPUT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+class ManoOutput(NamedTuple):
+    vertices: torch.Tensor
+    """(B, V, 3) in the inputs' dtype."""
+    keypoints: torch.Tensor
+    """(B, 21, 3), Being-H0 order."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class ManoConstants:
 
     v_template (V, 3); shapedirs_t (S, V*3); posedirs_t (135, V*3); j_template (16, 3);
     j_shapedirs_t (S, 48); weights (V, 16); tip_ids (5,) int32 rows within these V vertices.
+    The float arrays share one dtype (float32 or float64) and every array one device; construction
+    checks all of it (the kernels read these buffers by the sizes V and S), a mismatch is a
+    ``ValueError`` naming the array.
     """
 
     v_template: torch.Tensor
@@ -55,6 +61,9 @@ class ManoConstants:
     tip_ids: torch.Tensor
     tips_only: bool = False
     """True for the 5-fingertip-vertex constants made by ``tips()``."""
+
+    def __post_init__(self):
+        _check_constants(self)
 
     @staticmethod
     def from_arrays(v_template, shapedirs, posedirs, J_regressor, weights, tip_ids, *, device=None, dtype=torch.float32):
@@ -73,7 +82,7 @@ class ManoConstants:
         tips = torch.as_tensor(tip_ids, dtype=torch.int64).cpu()
         if tips.shape != (5,) or int(tips.min()) < 0 or int(tips.max()) >= V:
             # checked here, once, on the CPU: the CUDA and Triton kernels trust these indices
-            raise ValueError(f"tip_ids must be 5 vertex ids in [0, {V}), got {tips.tolist()}")
+            raise UserValueError(f"tip_ids must be 5 vertex ids in [0, {V}), got {tips.tolist()}")
         out = {k: v.to(device=device, dtype=dtype).contiguous() for k, v in packed.items()}
         out["tip_ids"] = tips.to(device=device, dtype=torch.int32).contiguous()
         return ManoConstants(**out)
@@ -114,11 +123,59 @@ class ManoConstants:
 _CONST_NAMES = ("v_template", "shapedirs_t", "posedirs_t", "j_template", "j_shapedirs_t", "weights", "tip_ids")
 
 
+def _check_constants(c: ManoConstants) -> None:
+    """Shapes, dtypes, devices and layout of the packed arrays, against each other (no data read)."""
+    ts = c.tensors()
+    for name, t in zip(_CONST_NAMES, ts):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"ManoConstants: {name} must be a torch.Tensor, got {type(t).__name__}")
+    vt = c.v_template
+    if vt.dim() != 2 or vt.shape[1] != 3 or vt.shape[0] < 1:
+        raise UserValueError(f"ManoConstants: v_template must have shape (V, 3) with V >= 1, got {tuple(vt.shape)}")
+    V = vt.shape[0]
+    S = c.shapedirs_t.shape[0] if c.shapedirs_t.dim() == 2 else -1
+    want = {"shapedirs_t": (S, 3 * V), "posedirs_t": (NUM_POSE_FEATS, 3 * V), "j_template": (NUM_JOINTS, 3),
+            "j_shapedirs_t": (S, 3 * NUM_JOINTS), "weights": (V, NUM_JOINTS), "tip_ids": (5,)}
+    hint = " (ManoConstants.from_arrays or ManoModel.constants pack them)"
+    for name, t in zip(_CONST_NAMES[1:], ts[1:]):
+        if tuple(t.shape) != want[name] or S < 0:
+            shape = "(S, V*3)" if name == "shapedirs_t" else str(want[name])
+            raise UserValueError(f"ManoConstants: {name} must have shape {shape} = {want[name]} for V = {V} vertices"
+                                 f"{f' and S = {S} shape coefficients' if S >= 0 else ''}, got {tuple(t.shape)}{hint}")
+    if vt.dtype not in (torch.float32, torch.float64):
+        raise UserValueError(f"ManoConstants: the model arrays must be float32 or float64, got v_template {vt.dtype}")
+    for name, t in zip(_CONST_NAMES[1:-1], ts[1:-1]):
+        if t.dtype != vt.dtype:
+            raise UserValueError(f"ManoConstants: {name} is {t.dtype} but v_template is {vt.dtype}; every model array "
+                                 f"must have one dtype{hint}")
+    if c.tip_ids.dtype != torch.int32:
+        raise UserValueError(f"ManoConstants: tip_ids must be int32 (the kernels read 32-bit ids), got "
+                             f"{c.tip_ids.dtype}; use tip_ids.to(torch.int32)")
+    for name, t in zip(_CONST_NAMES, ts):
+        if t.device != vt.device:
+            raise UserValueError(f"ManoConstants: {name} is on {t.device} but v_template on {vt.device}; put every "
+                                 "model array on one device")
+        if not t.is_contiguous():
+            raise UserValueError(f"ManoConstants: {name} must be contiguous (call .contiguous())")
+
+
+def _check_tip_ids(op: str, c: ManoConstants) -> None:
+    """tip_ids within [0, V): reads the data (a device sync on CUDA), so only with check=True, and once
+    per constants object (until tip_ids is modified in place)."""
+    if torch.compiler.is_compiling() or c.__dict__.get("_tips_checked") == c.tip_ids._version:
+        return
+    lo, hi = int(c.tip_ids.min()), int(c.tip_ids.max())
+    if lo < 0 or hi >= c.num_verts:
+        raise UserValueError(f"{op}: model constant tip_ids must be vertex ids in [0, {c.num_verts}), got "
+                             f"{c.tip_ids.tolist()}")
+    object.__setattr__(c, "_tips_checked", c.tip_ids._version)  # a cache, not a field
+
+
 def _check_inputs(op: str, betas, pose, trans, c: ManoConstants, trans_mode: int, check_finite: bool):
     for name, t in (("pose", pose), ("betas", betas), ("trans", trans)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in _DTYPE_CODES:
+        if t.dtype not in _INPUT_DTYPES:
             raise TypeError(f"{op}: {name} has dtype {t.dtype}; expected float32, float64, float16 or bfloat16")
         if t.device != pose.device:
             raise ValueError(f"{op}: {name} is on {t.device} but pose is on {pose.device}; put all inputs on one device")
@@ -134,17 +191,16 @@ def _check_inputs(op: str, betas, pose, trans, c: ManoConstants, trans_mode: int
         raise ValueError(f"{op}: betas must have shape ({B}, {S}) or (1, {S}) (shared by the batch), got {tuple(betas.shape)}")
     if trans_mode not in (0, 1):
         raise ValueError(f"{op}: trans_mode must be 0 (Being-H0 wrist) or 1 (smplx transl), got {trans_mode}")
-    for name, t in zip(_CONST_NAMES, c.tensors()):
-        if t.device != pose.device:
-            raise ValueError(f"{op}: model constant {name} is on {t.device} but the inputs are on {pose.device}; "
-                             "use ManoModel.to(device) or constants for the inputs' device")
-        if not t.is_contiguous():
-            raise ValueError(f"{op}: model constant {name} must be contiguous")
+    # the constants are consistent among themselves (ManoConstants.__post_init__): one device, one dtype
+    if c.v_template.device != pose.device:
+        raise ValueError(f"{op}: the model constants are on {c.v_template.device} but the inputs are on {pose.device}; "
+                         "use ManoModel.to(device) or constants for the inputs' device")
     want = torch.float64 if pose.dtype == torch.float64 else torch.float32
     if c.v_template.dtype != want:
         raise TypeError(f"{op}: constants are {c.v_template.dtype} but {pose.dtype} inputs need {want} constants "
                         f"(ManoModel.constants(device, dtype) builds them)")
     if check_finite:
+        _check_tip_ids(op, c)
         for name, t in (("betas", betas), ("pose", pose), ("trans", trans)):
             if t.numel() and not bool(torch.isfinite(t).all()):
                 bad = (~torch.isfinite(t)).nonzero()[0].tolist()
@@ -153,10 +209,14 @@ def _check_inputs(op: str, betas, pose, trans, c: ManoConstants, trans_mode: int
 
 
 # --------------------------------------------------------------------------------------------
-# backends
+# reference (plain torch, float64-capable, differentiated by autograd)
 
 
-def _reference(betas, pose, trans, c: ManoConstants, trans_mode, with_vertices):
+def mano_forward_reference(betas, pose, trans, constants: ManoConstants, *, trans_mode: int = 0,
+                           with_vertices: bool = True) -> ManoOutput:
+    """The spec of every backend: ``beingh0.core.lbs.mano_lbs`` on the packed constants, computed in
+    the inputs' dtype (float32 for float16/bfloat16 inputs). ``with_vertices=False``: vertices (B, 0, 3)."""
+    c = constants
     V, S = c.num_verts, c.num_betas
     cdt = pose.dtype if pose.dtype in (torch.float32, torch.float64) else torch.float32
     cast = lambda t: t.to(cdt)
@@ -169,54 +229,54 @@ def _reference(betas, pose, trans, c: ManoConstants, trans_mode, with_vertices):
     )
     if verts is None:
         verts = kp.new_empty(pose.shape[0], 0, 3)
-    return verts.to(pose.dtype), kp.to(pose.dtype)
+    return ManoOutput(verts.to(pose.dtype), kp.to(pose.dtype))
 
 
-def _ptrs(c: ManoConstants):
-    return [t.data_ptr() for t in c.tensors()]
+def mano_joints_reference(betas, pose, trans, constants: ManoConstants, *, trans_mode: int = 0) -> torch.Tensor:
+    """The 21 keypoints of ``mano_forward_reference`` (only the fingertip vertices skinned)."""
+    return mano_forward_reference(betas, pose, trans, constants, trans_mode=trans_mode, with_vertices=False).keypoints
 
 
-def _kernel_forward(backend, betas, pose, trans, c: ManoConstants, trans_mode, with_vertices):
-    B, V, S = pose.shape[0], c.num_verts, c.num_betas
-    if backend is Backend.TRITON:  # allocates its own outputs
-        v, k = load_kernel_module("mano").mano_lbs_triton(betas, pose, trans, *c.tensors(), trans_mode, with_vertices)
+# --------------------------------------------------------------------------------------------
+# kernel backends: the bodies of the custom ops (same signatures), also called directly when eager
+
+
+def _forward_impl(betas, pose, trans, v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights,
+                  tip_ids, trans_mode: int, with_vertices: bool, backend: str):
+    consts = (v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids)
+    b = Backend(backend)
+    B, V, S = pose.shape[0], v_template.shape[0], shapedirs_t.shape[0]
+    if b is Backend.TRITON:  # allocates its own outputs
+        v, k = load_kernel_module("mano").mano_lbs_triton(betas, pose, trans, *consts, trans_mode, with_vertices)
         return (v if v is not None else pose.new_empty(B, 0, 3)), k
-    verts = _new_out(pose, B, V if with_vertices else 0, 3)
-    kp = _new_out(pose, B, NUM_KEYPOINTS, 3)
+    verts = new_output((B, V if with_vertices else 0, 3), pose.dtype, pose.device)
+    kp = new_output((B, NUM_KEYPOINTS, 3), pose.dtype, pose.device)
     if B == 0:
         return verts, kp
     betas, pose, trans = betas.contiguous(), pose.contiguous(), trans.contiguous()
-    args = [_DTYPE_CODES[pose.dtype], betas.data_ptr(), betas.shape[0], pose.data_ptr(), trans.data_ptr(),
-            *_ptrs(c), B, V, S, trans_mode, verts.data_ptr() if with_vertices else 0, kp.data_ptr()]
-    if backend is Backend.CPP:
-        ext().mano_forward_cpu(*args)
-    else:
-        with torch.cuda.device(pose.device):
-            ext().mano_forward_cuda(*args, torch.cuda.current_stream(pose.device).cuda_stream)
+    launch("mano_forward", b, pose.device, DTYPE_CODES[pose.dtype], betas.data_ptr(), betas.shape[0], pose.data_ptr(),
+           trans.data_ptr(), *[t.data_ptr() for t in consts], B, V, S, trans_mode,
+           verts.data_ptr() if with_vertices else 0, kp.data_ptr())
     return verts, kp
 
 
-def _kernel_backward(backend, grad_verts, grad_kp, betas, pose, trans, c: ManoConstants, trans_mode, with_vertices):
-    B, V, S = pose.shape[0], c.num_verts, c.num_betas
-    g_betas, g_pose, g_trans = _new_out(betas, *betas.shape), _new_out(pose, *pose.shape), _new_out(trans, *trans.shape)
+def _backward_impl(grad_verts, grad_keypoints, betas, pose, trans, v_template, shapedirs_t, posedirs_t, j_template,
+                   j_shapedirs_t, weights, tip_ids, trans_mode: int, with_vertices: bool, backend: str):
+    consts = (v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids)
+    b = Backend(backend)
+    B, V, S = pose.shape[0], v_template.shape[0], shapedirs_t.shape[0]
+    g_betas = new_output(betas.shape, betas.dtype, betas.device)
+    g_pose, g_trans = new_output(pose.shape, pose.dtype, pose.device), new_output(trans.shape, trans.dtype, trans.device)
     if B == 0:
         return g_betas.zero_(), g_pose, g_trans
     betas, pose, trans = betas.contiguous(), pose.contiguous(), trans.contiguous()
     gv = grad_verts.contiguous() if (with_vertices and grad_verts is not None) else None
-    gk = grad_kp.contiguous() if grad_kp is not None else None
-    args = [_DTYPE_CODES[pose.dtype], gv.data_ptr() if gv is not None else 0, gk.data_ptr() if gk is not None else 0,
-            betas.data_ptr(), betas.shape[0], pose.data_ptr(), trans.data_ptr(), *_ptrs(c), B, V, S, trans_mode,
-            g_betas.data_ptr(), g_pose.data_ptr(), g_trans.data_ptr()]
-    if backend is Backend.CPP:
-        ext().mano_backward_cpu(*args)
-    else:
-        with torch.cuda.device(pose.device):
-            ext().mano_backward_cuda(*args, torch.cuda.current_stream(pose.device).cuda_stream)
+    gk = grad_keypoints.contiguous() if grad_keypoints is not None else None
+    launch("mano_backward", b, pose.device, DTYPE_CODES[pose.dtype], gv.data_ptr() if gv is not None else 0,
+           gk.data_ptr() if gk is not None else 0, betas.data_ptr(), betas.shape[0], pose.data_ptr(), trans.data_ptr(),
+           *[t.data_ptr() for t in consts], B, V, S, trans_mode, g_betas.data_ptr(), g_pose.data_ptr(),
+           g_trans.data_ptr())
     return g_betas, g_pose, g_trans
-
-
-def _consts(v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids):
-    return ManoConstants(v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,8 +290,8 @@ def _mano_lbs_op(
     j_shapedirs_t: torch.Tensor, weights: torch.Tensor, tip_ids: torch.Tensor,
     trans_mode: int, with_vertices: bool, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    c = _consts(v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids)
-    return _kernel_forward(Backend(backend), betas, pose, trans, c, trans_mode, with_vertices)
+    return _forward_impl(betas, pose, trans, v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights,
+                         tip_ids, trans_mode, with_vertices, backend)
 
 
 @_mano_lbs_op.register_fake
@@ -250,8 +310,8 @@ def _mano_lbs_backward_op(
     j_shapedirs_t: torch.Tensor, weights: torch.Tensor, tip_ids: torch.Tensor,
     trans_mode: int, with_vertices: bool, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    c = _consts(v_template, shapedirs_t, posedirs_t, j_template, j_shapedirs_t, weights, tip_ids)
-    return _kernel_backward(Backend(backend), grad_verts, grad_keypoints, betas, pose, trans, c, trans_mode, with_vertices)
+    return _backward_impl(grad_verts, grad_keypoints, betas, pose, trans, v_template, shapedirs_t, posedirs_t,
+                          j_template, j_shapedirs_t, weights, tip_ids, trans_mode, with_vertices, backend)
 
 
 @_mano_lbs_backward_op.register_fake
@@ -286,25 +346,22 @@ _mano_lbs_op.register_autograd(_backward, setup_context=_setup_context)
 # public functions
 
 
-def _run(op, betas, pose, trans, constants, trans_mode, with_vertices, backend, check):
+def _run(op, betas, pose, trans, constants, trans_mode, with_vertices, backend, check) -> ManoOutput:
     if not isinstance(constants, ManoConstants):
         raise TypeError(f"{op}: constants must be a ManoConstants (ManoModel.constants(...)), got {type(constants).__name__}")
     _check_inputs(op, betas, pose, trans, constants, trans_mode, check)
     b = resolve(op, backend, pose.device.type, _SUPPORTED)
     if b is Backend.REFERENCE:  # plain torch, differentiated by autograd
-        v, k = _reference(betas, pose, trans, constants, trans_mode, with_vertices)
-        return (v if with_vertices else None), k
+        return mano_forward_reference(betas, pose, trans, constants, trans_mode=trans_mode, with_vertices=with_vertices)
     if b is Backend.CPP and pose.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{op}: the C++ CPU kernels take float32 or float64, got {pose.dtype}; cast the inputs")
-    if not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and
-                                                   (betas.requires_grad or pose.requires_grad or trans.requires_grad)):
-        # Eager call with nothing to differentiate: skip the custom-op dispatcher (~50 us a call on
-        # a 2-core CPU, measured with mano_joints at B=1: 105 us through the op, 4 us in the binding).
-        return _kernel_forward(b, betas, pose, trans, constants, trans_mode, with_vertices)
-    return _mano_lbs_op(betas, pose, trans, *constants.tensors(), trans_mode, with_vertices, b.value)
+    v, k = call_op(_mano_lbs_op, _forward_impl, betas, pose, trans, *constants.tensors(), trans_mode, with_vertices,
+                   b.value, differentiable=(betas, pose, trans))
+    return ManoOutput(v, k)
 
 
-def mano_forward(betas, pose, trans, constants: ManoConstants, *, trans_mode: int = 0, backend=None, check: bool = True):
+def mano_forward(betas, pose, trans, constants: ManoConstants, *, trans_mode: int = 0, backend=None,
+                 check: bool = True) -> ManoOutput:
     """MANO forward kinematics and skinning.
 
     Args:
@@ -314,16 +371,17 @@ def mano_forward(betas, pose, trans, constants: ManoConstants, *, trans_mode: in
         trans: (B, 3): the posed wrist position (trans_mode 0, Being-H0) or smplx's transl (1).
         constants: packed model arrays (``ManoModel.constants``).
         backend: None (``$BEINGH0_BACKEND`` or auto), or a ``Backend``/its name.
-        check: validate shapes/dtypes/devices and reject NaN/inf before launching.
+        check: also reject NaN/inf in the inputs and tip_ids outside the model (reads the data: a
+            device sync on CUDA). Shapes, dtypes and devices of inputs and constants are always checked.
 
     Returns:
-        vertices (B, V, 3) and keypoints (B, 21, 3) (Being-H0 order), in the inputs' dtype.
+        ``ManoOutput(vertices (B, V, 3), keypoints (B, 21, 3))`` (Being-H0 order), in the inputs' dtype.
     """
-    return tuple(_run("mano_forward", betas, pose, trans, constants, trans_mode, True, backend, check))
+    return _run("mano_forward", betas, pose, trans, constants, trans_mode, True, backend, check)
 
 
 def mano_joints(betas, pose, trans, constants: ManoConstants, *, trans_mode: int = 0, backend=None, check: bool = True):
     """The 21 keypoints (B, 21, 3) without skinning the whole mesh: only the 5 fingertip vertices
     are computed. ``constants`` may be the full model's (the tip rows are taken) or ``.tips()``."""
     c = constants.tips() if isinstance(constants, ManoConstants) else constants
-    return _run("mano_joints", betas, pose, trans, c, trans_mode, False, backend, check)[1]
+    return _run("mano_joints", betas, pose, trans, c, trans_mode, False, backend, check).keypoints

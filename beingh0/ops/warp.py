@@ -36,29 +36,69 @@ them); no autograd, the input is uint8.
 from __future__ import annotations
 
 import math
-import os
-from typing import NamedTuple, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
-from .backend import Backend, ext, load_kernel_module, resolve
+from ._scaffold import DTYPE_CODES, call_op, launch, new_output
+from .backend import Backend, load_kernel_module, resolve
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "WarpOutput", "WarpOptions", "WarpParams", "prepare", "resize_matrix",
+           "source_coordinates", "warp_align", "warp_align_list", "warp_align_reference"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Tests set BEINGH0_POISON_OUTPUTS=1: kernel outputs start as NaN (float), 77 (uint8) or the byte
-#: 0xFF (mask), so an element a kernel forgets to write shows up as a mismatch.
-_POISON = os.environ.get("BEINGH0_POISON_OUTPUTS") == "1"
-
 _SUPPORTED = (Backend.REFERENCE, Backend.CPP, Backend.CUDA, Backend.TRITON)
-#: dtype codes of the output (csrc/common/status.h; 4 = uint8 is warp's own, csrc/warp/warp.h)
-_OUT_CODES = {torch.float32: 0, torch.float16: 2, torch.bfloat16: 3, torch.uint8: 4}
+#: output dtypes of the kernels (codes: csrc/common/status.h via ``_scaffold.DTYPE_CODES``)
+_OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.uint8)
 _MODES = {"bilinear": 0, "nearest": 1}
 _DIST_MODELS = {"none": 0, "radtan": 1, "fisheye": 2}
 #: Per-image float32 parameters handed to the kernels (layout in csrc/README.md, "Op family warp"):
 #: m00 m01 m02 m10 m11 m12 (output pixel -> undistorted source pixel, or -> normalised ray when a
 #: distortion model is on), fx skew cx fy cy (K_src), k0..k4 (distortion coefficients).
 NUM_PARAMS = 16
+
+
+@dataclass(frozen=True)
+class WarpOptions:
+    """What a ``warp_align`` call asks for besides the images and the matrices: its keyword arguments
+    (documented there), checked by ``prepare``."""
+
+    out_hw: tuple[int, int]
+    mean: Any = IMAGENET_MEAN
+    std: Any = IMAGENET_STD
+    out_dtype: torch.dtype = torch.float32
+    mode: str = "bilinear"
+    fill: Any = 0.0
+    K_src: Any = None
+    dist: Any = None
+    dist_model: str = "radtan"
+
+
+@dataclass(frozen=True)
+class WarpParams:
+    """The validated, packed inputs of the kernels (``prepare``'s result)."""
+
+    params: torch.Tensor
+    """(B, ``NUM_PARAMS``) float64 on the matrices' device: the per-image map (layout above)."""
+    scale: tuple[float, ...]
+    """C per-channel factors of the normalisation: out = value * scale + bias."""
+    bias: tuple[float, ...]
+    fill: tuple[float, ...]
+    """C values (0..255) of samples outside the image."""
+    mode: int
+    """``_MODES`` code (0 bilinear, 1 nearest)."""
+    dist_model: int
+    """``_DIST_MODELS`` code (0 none, 1 radtan, 2 fisheye)."""
+    out_hw: tuple[int, int]
+    out_dtype: torch.dtype
+
+    @property
+    def chan(self) -> list[float]:
+        """scale + bias + fill: the 3C per-channel floats the kernels take."""
+        return [*self.scale, *self.bias, *self.fill]
 
 
 class WarpOutput(NamedTuple):
@@ -128,12 +168,11 @@ def _check_images(op: str, images) -> None:
         raise ValueError(f"{op}: images are empty (H={H}, W={W}); drop empty frames before warping")
 
 
-def prepare(op: str, images, dst_from_src, out_hw, mean, std, out_dtype, mode, fill, K_src, dist, dist_model, check: bool):
-    """Validate everything and pack the kernels' inputs.
-
-    Returns (params (B, 16) float64 on the matrix device, scale, bias, fill (C Python floats each),
-    mode code, dist-model code, (h, w)).
-    """
+def prepare(images, dst_from_src, options: WarpOptions, *, check: bool = True, op: str = "warp_align") -> WarpParams:
+    """Validate everything and pack the kernels' inputs (``check``: also the matrices' values)."""
+    o = options
+    out_hw, mean, std, out_dtype, mode, fill = o.out_hw, o.mean, o.std, o.out_dtype, o.mode, o.fill
+    K_src, dist, dist_model = o.K_src, o.dist, o.dist_model
     _check_images(op, images)
     B, H, W, C = images.shape
     if not (isinstance(out_hw, (tuple, list)) and len(out_hw) == 2 and all(isinstance(v, int) for v in out_hw)):
@@ -143,7 +182,7 @@ def prepare(op: str, images, dst_from_src, out_hw, mean, std, out_dtype, mode, f
         raise ValueError(f"{op}: out_hw must be positive, got {(h, w)}")
     if mode not in _MODES:
         raise ValueError(f"{op}: mode must be 'bilinear' or 'nearest' (masks, labels), got {mode!r}")
-    if out_dtype not in _OUT_CODES and out_dtype != torch.float64:
+    if out_dtype not in _OUT_DTYPES and out_dtype != torch.float64:
         raise TypeError(f"{op}: out_dtype must be torch.float32, bfloat16, float16 (or uint8 with mode='nearest'; "
                         f"float64 with backend='reference'), got {out_dtype}")
     if (mean is None) != (std is None):
@@ -220,7 +259,7 @@ def prepare(op: str, images, dst_from_src, out_hw, mean, std, out_dtype, mode, f
         Kinv = torch.linalg.inv(K)
         M = (Kinv @ torch.cat([M, M.new_tensor([0.0, 0.0, 1.0]).expand(B, 1, 3)], 1))[:, :2]
     params = torch.cat([M.reshape(B, 6), kcam, kvec], dim=1)
-    return params, scale, bias, fill_t, _MODES[mode], _DIST_MODELS[dm], (h, w)
+    return WarpParams(params, scale, bias, fill_t, _MODES[mode], _DIST_MODELS[dm], (h, w), out_dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,7 +296,9 @@ def source_coordinates(params: torch.Tensor, dist_model: int, out_hw) -> tuple[t
     return c(6) * xd + c(7) * yd + c(8), c(9) * yd + c(10)
 
 
-def _reference(images, params, scale, bias, fill, mode, dist_model, out_hw, out_dtype, return_mask):
+def _reference(images, p: WarpParams, return_mask: bool) -> WarpOutput:
+    params, scale, bias, fill, mode, dist_model = p.params, p.scale, p.bias, p.fill, p.mode, p.dist_model
+    out_hw, out_dtype = p.out_hw, p.out_dtype
     B, H, W, C = images.shape
     dev = images.device
     sx, sy = source_coordinates(params.to(dev, torch.float64), dist_model, out_hw)
@@ -285,43 +326,41 @@ def _reference(images, params, scale, bias, fill, mode, dist_model, out_hw, out_
     mask = None
     if return_mask:
         mask = (sx >= -0.5) & (sx < W - 0.5) & (sy >= -0.5) & (sy < H - 0.5)
-    return out, mask
+    return WarpOutput(out, mask)
+
+
+def warp_align_reference(images, dst_from_src, out_hw, *, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                         out_dtype=torch.float32, mode: str = "bilinear", fill=0.0, K_src=None, dist=None,
+                         dist_model: str = "radtan", return_mask: bool = True, check: bool = True) -> WarpOutput:
+    """The spec of every backend (arguments as ``warp_align``): coordinates in float64 plain torch,
+    sampling by ``grid_sample`` (bilinear) or a gather (nearest); ``out_dtype`` may be float64."""
+    opts = WarpOptions(out_hw, mean, std, out_dtype, mode, fill, K_src, dist, dist_model)
+    return _reference(images, prepare(images, dst_from_src, opts, check=check, op="warp_align_reference"), return_mask)
 
 
 # --------------------------------------------------------------------------------------------
 # kernel backends and the custom op
 
 
-def _new_out(like: torch.Tensor, shape, dtype) -> torch.Tensor:
-    if not _POISON:
-        return torch.empty(shape, dtype=dtype, device=like.device)
-    if dtype == torch.bool:  # the byte 0xFF is neither False (0) nor True (1) as the kernels write them
-        return torch.full(shape, 255, dtype=torch.uint8, device=like.device).view(torch.bool)
-    return torch.full(shape, 77 if dtype == torch.uint8 else float("nan"), dtype=dtype, device=like.device)
-
-
-def _kernel(backend: Backend, images, params, chan, out_h, out_w, mode, dist_model, out_dtype, return_mask):
+def _kernel(images, params, chan: list[float], out_h: int, out_w: int, mode: int, dist_model: int,
+            out_dtype: torch.dtype, return_mask: bool, backend: str):
+    b = Backend(backend)
     B, H, W, C = images.shape
-    out = _new_out(images, (B, C, out_h, out_w), out_dtype)
-    mask = _new_out(images, (B, out_h, out_w) if return_mask else (0,), torch.bool)
+    out = new_output((B, C, out_h, out_w), out_dtype, images.device)
+    mask = new_output((B, out_h, out_w) if return_mask else (0,), torch.bool, images.device)
     if B == 0:
         return out, mask
     if images.stride(3) != 1 or images.stride(2) != C or (B > 1 and images.stride(0) < H * images.stride(1)):
         images = images.contiguous()  # the kernels take any row and batch stride, but packed pixels
     params = params.to(device=images.device, dtype=torch.float32).contiguous()
-    if backend is Backend.TRITON:
+    if b is Backend.TRITON:
         load_kernel_module("warp").warp_align_triton(images, params, chan, out, mask if return_mask else None,
                                                      mode, dist_model)
         return out, mask
     host = torch.tensor(chan, dtype=torch.float32)  # scale (C), bias (C), fill (C): host memory for both kernels
-    args = [images.data_ptr(), B, H, W, C, images.stride(0), images.stride(1), params.data_ptr(), mode, dist_model,
-            host.data_ptr(), host.data_ptr() + 4 * C, host.data_ptr() + 8 * C, out_h, out_w, _OUT_CODES[out_dtype],
-            out.data_ptr(), mask.data_ptr() if return_mask else 0]
-    if backend is Backend.CPP:
-        ext().warp_align_cpu(*args)
-    else:
-        with torch.cuda.device(images.device):
-            ext().warp_align_cuda(*args, torch.cuda.current_stream(images.device).cuda_stream)
+    launch("warp_align", b, images.device, images.data_ptr(), B, H, W, C, images.stride(0), images.stride(1),
+           params.data_ptr(), mode, dist_model, host.data_ptr(), host.data_ptr() + 4 * C, host.data_ptr() + 8 * C,
+           out_h, out_w, DTYPE_CODES[out_dtype], out.data_ptr(), mask.data_ptr() if return_mask else 0)
     return out, mask
 
 
@@ -330,7 +369,7 @@ def _warp_align_op(images: torch.Tensor, params: torch.Tensor, chan: list[float]
                    dist_model: int, out_dtype: torch.dtype, return_mask: bool, backend: str
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """images (B, H, W, C) uint8, params (B, 16) (``NUM_PARAMS``), chan = scale + bias + fill (3C floats)."""
-    return _kernel(Backend(backend), images, params, chan, out_h, out_w, mode, dist_model, out_dtype, return_mask)
+    return _kernel(images, params, chan, out_h, out_w, mode, dist_model, out_dtype, return_mask, backend)
 
 
 @_warp_align_op.register_fake
@@ -372,23 +411,19 @@ def warp_align(images, dst_from_src, out_hw, *, mean=IMAGENET_MEAN, std=IMAGENET
         ``WarpOutput(image (B, C, h, w) out_dtype, mask (B, h, w) bool or None)`` on the images' device.
     """
     op = "warp_align"
-    params, scale, bias, fill_t, mode_c, dm_c, hw = prepare(op, images, dst_from_src, out_hw, mean, std, out_dtype,
-                                                           mode, fill, K_src, dist, dist_model, check)
+    p = prepare(images, dst_from_src, WarpOptions(out_hw, mean, std, out_dtype, mode, fill, K_src, dist, dist_model),
+                check=check, op=op)
     b = resolve(op, backend, images.device.type, _SUPPORTED)
     if b is Backend.REFERENCE:
-        out, mask = _reference(images, params, scale, bias, fill_t, mode_c, dm_c, hw, out_dtype, return_mask)
-        return WarpOutput(out, mask)
+        return _reference(images, p, return_mask)
     if out_dtype == torch.float64:
         raise TypeError(f"{op}: out_dtype=torch.float64 is only offered by backend='reference' (the kernels compute "
                         "in float32); use float32")
     if b is Backend.CPP and images.device.type != "cpu":
         raise ValueError(f"{op}: the C++ backend takes CPU images, got {images.device}")
-    chan = [*scale, *bias, *fill_t]
-    args = (images, params, chan, hw[0], hw[1], mode_c, dm_c, out_dtype, return_mask, b.value)
-    if torch.compiler.is_compiling():
-        out, mask = _warp_align_op(*args)
-    else:  # eager: skip the custom-op dispatcher (no autograd to record for uint8 input)
-        out, mask = _kernel(b, *args[:-1])
+    # no autograd for uint8 input: only torch.compile goes through the custom op
+    out, mask = call_op(_warp_align_op, _kernel, images, p.params, p.chan, p.out_hw[0], p.out_hw[1], p.mode,
+                        p.dist_model, out_dtype, return_mask, b.value)
     return WarpOutput(out, mask if return_mask else None)
 
 

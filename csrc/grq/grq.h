@@ -24,7 +24,7 @@ struct GrqArgs {
   const void* x = nullptr;     // (N, G*Dg) in x_dtype (kF32, kF16 or kBF16 of common/status.h);
                                // row n starts at x + n * x_stride (elements), channels contiguous
   int64_t N = 0, G = 0, L = 0, K = 0, Dg = 0;
-  int64_t x_stride = 0;        // elements between rows, >= G*Dg
+  int64_t x_stride = 0;        // elements between rows: >= G*Dg, or 0 (every row the same vector)
   int x_dtype = kF32;
   const float* codebooks = nullptr;  // (G, L, K, Dg) float32, C-contiguous
   const float* code_norms = nullptr; // (G, L, K) float32: ||C[g,l,k]||^2 (computed by the caller so
@@ -35,6 +35,8 @@ struct GrqArgs {
   // (G, L, ceil(K / T), Dg, T) with T = grq_cpu_tile_codes() and codes past K zero (see
   // beingh0/ops/grq.py: prepare_codebooks). nullptr: the kernel packs them itself (every call).
   const float* packed = nullptr;
+  // CUDA only, for tests: rows per block (16, 32 or 64) instead of the size-based choice (0).
+  int tile_rows = 0;
 };
 
 // Codes per packed tile of the CPU kernel (2 x the SIMD width it was compiled for: 32 with AVX-512).

@@ -62,14 +62,18 @@ BH0_BINDINGS(grq) {
   m.def(
       "grq_encode_cuda",
       [](uintptr_t x, int64_t N, int64_t G, int64_t L, int64_t K, int64_t Dg, int64_t x_stride, int x_dtype,
-         uintptr_t codebooks, uintptr_t code_norms, uintptr_t codes, uintptr_t quantized, uintptr_t stream) {
+         uintptr_t codebooks, uintptr_t code_norms, uintptr_t codes, uintptr_t quantized, uintptr_t stream,
+         int tile_rows) {
 #ifdef BEINGH0_HAVE_CUDA
         GrqArgs a = make_args(x, N, G, L, K, Dg, x_stride, x_dtype, codebooks, code_norms, codes, quantized);
+        a.tile_rows = tile_rows;
         raise_if_failed(bh0::grq::grq_encode_cuda(a, ptr<void*>(stream)));
 #else
+        (void)tile_rows;
         no_cuda("grq_encode_cuda");
 #endif
       },
-      BH0_GRQ_ARGS, py::arg("stream"),
-      "grq_encode on CUDA (asynchronous on `stream`, a cudaStream_t as int); all pointers are device memory.");
+      BH0_GRQ_ARGS, py::arg("stream"), py::arg("tile_rows") = 0,
+      "grq_encode on CUDA (asynchronous on `stream`, a cudaStream_t as int); all pointers are device memory. "
+      "tile_rows: 0 picks the rows per block by N and the device; 16, 32 or 64 forces one (tests).");
 }

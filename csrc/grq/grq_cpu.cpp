@@ -44,9 +44,14 @@ Status validate(const char* op, const GrqArgs& a) {
                                ", " + std::to_string(a.L) + ", " + std::to_string(a.K) + ", " +
                                std::to_string(a.Dg) + ")");
   if (a.K > (int64_t{1} << 31) - 1) return Status::value_error(p + "K must be < 2^31");
-  if (a.N > 0 && a.x_stride < a.G * a.Dg)
+  if (a.x_stride < 0) return Status::value_error(p + "x_stride must be >= 0, got " + std::to_string(a.x_stride));
+  // x_stride 0: every row is the same vector (a broadcast, e.g. torch's expand); only the kernels'
+  // reads touch x, so that is safe. Overlapping rows (0 < x_stride < G*Dg) are refused.
+  if (a.N > 0 && a.x_stride != 0 && a.x_stride < a.G * a.Dg)
     return Status::value_error(p + "x_stride " + std::to_string(a.x_stride) + " is smaller than a row (G*Dg = " +
-                               std::to_string(a.G * a.Dg) + ")");
+                               std::to_string(a.G * a.Dg) + ") and not 0 (a broadcast row)");
+  if (a.tile_rows != 0 && a.tile_rows != 16 && a.tile_rows != 32 && a.tile_rows != 64)
+    return Status::value_error(p + "tile_rows must be 0 (pick by N), 16, 32 or 64, got " + std::to_string(a.tile_rows));
   if (a.x_dtype != kF32 && a.x_dtype != kF16 && a.x_dtype != kBF16)
     return Status::value_error(p + "x_dtype must be float32, float16 or bfloat16 (codes 0, 2, 3), got " +
                                std::to_string(a.x_dtype));

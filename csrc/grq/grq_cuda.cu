@@ -317,6 +317,13 @@ Status grq_encode_cuda(const GrqArgs& a, void* stream) {
   auto two_per_sm = [&](int t) { return 2 * (smem_bytes(a.Dg, a.L, t) + reserved) <= per_sm; };
   if (tm > 1 && !two_per_sm(tm) && two_per_sm(tm / 2)) tm /= 2;
   while (tm > 1 && (a.N + 16 * tm - 1) / (16 * tm) * a.G < sms) tm /= 2;
+  if (a.tile_rows != 0) {  // tests: force one tile path (validate() checked 16/32/64)
+    const int want = a.tile_rows / 16;
+    if (smem_bytes(a.Dg, a.L, want) > optin)
+      return Status::value_error(std::string(op) + ": tile_rows = " + std::to_string(a.tile_rows) +
+                                 " needs more shared memory than this device allows for Dg = " + std::to_string(a.Dg));
+    tm = want;
+  }
   const size_t smem = static_cast<size_t>(smem_bytes(a.Dg, a.L, tm));
 
   cudaStream_t s = static_cast<cudaStream_t>(stream);

@@ -21,8 +21,8 @@ namespace warp {
 
 using ::bh0::Status;
 
-// Output element types: the shared codes of common/status.h plus warp's own uint8 (nearest copies).
-enum OutType : int { kOutF32 = 0, kOutF16 = 2, kOutBF16 = 3, kOutU8 = 4 };
+// Output element types: the shared codes of common/status.h (uint8: nearest copies of masks, labels).
+enum OutType : int { kOutF32 = kF32, kOutF16 = kF16, kOutBF16 = kBF16, kOutU8 = kU8 };
 enum Mode : int { kBilinear = 0, kNearest = 1 };
 enum DistModel : int { kNoDist = 0, kRadTan = 1, kFisheye = 2 };
 constexpr int kNumParams = 16;  // per image, float32 (layout below and in csrc/README.md)

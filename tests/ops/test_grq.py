@@ -107,12 +107,68 @@ def test_reference_matches_vector_quantize_pytorch():
     assert torch.equal(codes, ref)
 
 
-def test_ties_go_to_the_lowest_index_reference():
-    x, cb = _problem(40, 2, 3, 9, 6, seed=3)
-    cb[:, :, 7] = cb[:, :, 2]       # exact duplicates: 2 must win over 7
+def _integer_tie_problem(seed=3, N=40, G=2, L=3, K=9, Dg=6):
+    """Small-integer codebooks and inputs: every norm and dot product is exact in float32, so equal
+    scores are true ties. Codes 7 and 8 duplicate code 2; codes 4, 5, 6 are e0, e1, -e0 (equal norms,
+    distinct vectors); the first rows are 0 (first layer: the scores are the norms, 4/5/6 tie)."""
+    g = torch.Generator().manual_seed(seed)
+    cb = torch.randint(-3, 4, (G, L, K, Dg), generator=g, dtype=torch.int64)
+    cb[:, :, 7] = cb[:, :, 2]
     cb[:, :, 8] = cb[:, :, 2]
-    codes, _ = grq_encode_reference(x, cb)
+    cb[:, :, 4:7] = 0
+    cb[:, :, 4, 0], cb[:, :, 5, 1], cb[:, :, 6, 0] = 1, 1, -1
+    x = torch.randint(-6, 7, (N, G * Dg), generator=g, dtype=torch.int64)
+    x[:8] = 0
+    return x, cb
+
+
+def _brute_force_int(x, cb):
+    """Residual VQ in exact int64 arithmetic; ties to the lowest index spelled out."""
+    G, L, K, Dg = cb.shape
+    codes = torch.empty(x.shape[0], G, L, dtype=torch.int64)
+    for n in range(x.shape[0]):
+        for g in range(G):
+            r = x[n, g * Dg:(g + 1) * Dg].clone()
+            for layer in range(L):
+                scores = [int((cb[g, layer, k] * cb[g, layer, k]).sum() - 2 * (r * cb[g, layer, k]).sum()) for k in range(K)]
+                best = min(range(K), key=lambda k: (scores[k], k))
+                codes[n, g, layer] = best
+                r = r - cb[g, layer, best]
+    return codes
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_ties_go_to_the_lowest_index_reference(dtype):
+    """Exact ties (duplicated codes, and distinct codes with equal scores) resolve to the lowest index.
+    Integer data keeps this independent of how a GEMM rounds (it failed on Gaussian data before)."""
+    x, cb = _integer_tie_problem()
+    want = _brute_force_int(x, cb)
+    assert (want[:8, :, 0] == 4).all() and not (want == 7).any()  # the ties this data is built to contain
+    codes, _ = grq_encode_reference(x.to(dtype), cb.to(dtype))
+    assert torch.equal(codes, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_reference_duplicate_codes_on_gaussian_data(dtype):
+    """Exact duplicate codes on non-integer data: a float32 GEMM may round the duplicates' dot products
+    differently (it did on this machine's CPU, picking code 8 over its copy 2); the reference gives every
+    copy its first copy's score, so the lowest index still wins."""
+    x, cb = _problem(40, 2, 3, 9, 6, seed=3)
+    cb[:, :, 7] = cb[:, :, 2]
+    cb[:, :, 8] = cb[:, :, 2]
+    codes, _ = grq_encode_reference(x.to(dtype), cb.to(dtype))
     assert not (codes == 7).any() and not (codes == 8).any()
+    assert (codes == 2).any()
+
+
+@pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.value)
+def test_kernels_integer_ties(backend):
+    """The kernels resolve the exact ties of the integer problem like the brute force."""
+    skip_unless_available(backend)
+    x, cb = _integer_tie_problem(seed=4)
+    dev = backend_device(backend)
+    got = grq_encode(x.float().to(dev), cb.float().to(dev), backend=backend).codes.cpu()
+    assert torch.equal(got, _brute_force_int(x, cb))
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,6 +252,37 @@ def test_strided_and_batched_inputs(backend):
     b = grq_encode(view.reshape(5, 6, 20), cb.float().to(dev), return_quantized=True, backend=backend)
     assert b.codes.shape == (5, 6, 2, 3) and b.quantized.shape == (5, 6, 20)
     assert torch.equal(b.codes.reshape(30, 2, 3).cpu(), ref)
+
+
+@pytest.mark.parametrize("backend", [Backend.REFERENCE] + KERNELS, ids=lambda b: b.value)
+def test_broadcast_rows(backend):
+    """One vector expanded to many rows (stride 0): the C++ backend refused it ("x_stride 0 is smaller
+    than a row") though the reference takes it; every backend now reads the shared row."""
+    skip_unless_available(backend)
+    dev = backend_device(backend)
+    x, cb = _problem(1, 2, 3, 17, 10, seed=13)
+    ref, rq = grq_encode_reference(x.expand(25, 20).contiguous(), cb.float().double(), return_quantized=True)
+    row = x.float().to(dev)
+    for view in (row.expand(25, 20), row.view(1, 1, 20).expand(5, 5, 20)):
+        assert view.stride(0) == 0
+        got = grq_encode(view, cb.float().to(dev), return_quantized=True, backend=backend)
+        assert torch.equal(got.codes.reshape(25, 2, 3).cpu(), ref)
+        assert_verbose_allclose(got.quantized.reshape(25, 20), rq, atol=1e-5, name="quantized")
+
+
+@pytest.mark.parametrize("rows", [16, 32, 64])
+def test_cuda_tile_paths(rows, monkeypatch):
+    """Each rows-per-block tile of the CUDA kernel (normally chosen by N and the device) against the
+    reference; 150 rows leave a partial last tile for every size."""
+    skip_unless_available(Backend.CUDA)
+    import beingh0.ops.grq as grq_mod
+
+    monkeypatch.setattr(grq_mod, "CUDA_TILE_ROWS", rows)
+    x, cb = _problem(150, 2, 4, 150, 40, seed=14)
+    _check_backend(Backend.CUDA, x, cb)
+    monkeypatch.setattr(grq_mod, "CUDA_TILE_ROWS", 48)
+    with pytest.raises(ValueError, match="tile_rows must be 0"):
+        grq_encode(x.float().cuda(), cb.float().cuda(), backend="cuda")
 
 
 @pytest.mark.parametrize("backend", [Backend.REFERENCE] + KERNELS, ids=lambda b: b.value)
@@ -300,7 +387,9 @@ def test_cpp_launcher_validates_its_arguments():
     args = dict(x=x.data_ptr(), N=4, G=2, L=3, K=5, Dg=4, x_stride=8, x_dtype=0, codebooks=cb.data_ptr(),
                 code_norms=n.data_ptr(), codes=codes.data_ptr(), quantized=0)
     ext().grq_encode_cpu(**args)
-    for change, msg in [(dict(x_stride=7), "smaller than a row"), (dict(x_dtype=1), "x_dtype"),
+    ext().grq_encode_cpu(**{**args, "x_stride": 0})  # a broadcast row
+    for change, msg in [(dict(x_stride=7), "smaller than a row"), (dict(x_stride=-8), "x_stride must be >= 0"),
+                        (dict(x_dtype=1), "x_dtype"),
                         (dict(K=0), "non-empty"), (dict(codes=0), "must not be null"), (dict(N=-1), "N must be")]:
         with pytest.raises(ValueError, match=msg):
             ext().grq_encode_cpu(**{**args, **change})

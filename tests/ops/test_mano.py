@@ -102,16 +102,7 @@ def test_gradcheck_reference(arrays):
     assert torch.autograd.gradcheck(lambda *a: mano_forward(*a, c, backend="reference"), x)
 
 
-def test_opcheck(arrays):
-    skip_unless_available(Backend.CPP)
-    m = ManoModel(arrays)
-    c = m.constants("cpu", torch.float32)
-    betas, pose, trans = [t.requires_grad_() for t in _inputs(4, True, seed=2, dtype=torch.float32)]
-    from beingh0.ops.mano import _mano_lbs_op
-
-    for wv in (True, False):
-        cc = c if wv else c.tips()
-        torch.library.opcheck(_mano_lbs_op, (betas, pose, trans, *cc.tensors(), 0, wv, "cpp"))
+# opcheck of beingh0::mano_lbs and beingh0::mano_lbs_backward: tests/ops/test_contract.py
 
 
 def test_compile_with_kernels(arrays):
@@ -221,8 +212,61 @@ def test_cpp_rejects_half(arrays):
         mano_forward(b, p, t, c, backend="cpp")
 
 
-def test_empty_batch(arrays):
-    skip_unless_available(Backend.CPP)
-    c = ManoModel(arrays).constants("cpu", torch.float32)
-    v, k = mano_forward(torch.zeros(1, 10), torch.zeros(0, 48), torch.zeros(0, 3), c, backend="cpp")
-    assert v.shape == (0, 778, 3) and k.shape == (0, 21, 3)
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_empty_batch(arrays, backend):
+    """The reference used to fail here (reshape(0, -1) in the pose features) while C++ returned empty outputs."""
+    if backend == "cpp":
+        skip_unless_available(Backend.CPP)
+    for dtype in (torch.float32, torch.float64):
+        c = ManoModel(arrays).constants("cpu", dtype)
+        for betas in (torch.zeros(1, 10, dtype=dtype), torch.zeros(0, 10, dtype=dtype)):
+            v, k = mano_forward(betas, torch.zeros(0, 48, dtype=dtype), torch.zeros(0, 3, dtype=dtype), c, backend=backend)
+            assert v.shape == (0, 778, 3) and k.shape == (0, 21, 3) and v.dtype == dtype
+            kj = mano_joints(betas, torch.zeros(0, 48, dtype=dtype), torch.zeros(0, 3, dtype=dtype), c, backend=backend)
+            assert kj.shape == (0, 21, 3)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_bad_model_constants(arrays, backend):
+    """Constants with wrong shapes, dtypes or devices are refused before any kernel reads them: a
+    1-element posedirs_t or weights made the C++ kernel read past its buffers (NaN out, no error),
+    int64 tip_ids or float32 weights inside float64 constants gave silently wrong vertices."""
+    import dataclasses
+
+    if backend == "cpp":
+        skip_unless_available(Backend.CPP)
+    c = ManoModel(arrays).constants("cpu", torch.float64)
+    betas, pose, trans = _inputs(3, False, seed=4)
+    run = lambda **change: mano_forward(betas, pose, trans, dataclasses.replace(c, **change), backend=backend)
+    cases = [
+        (dict(posedirs_t=torch.zeros(1, dtype=torch.float64)), r"posedirs_t must have shape \(135, 2334\)"),
+        (dict(posedirs_t=c.posedirs_t[:, :-3].contiguous()), r"posedirs_t must have shape"),
+        (dict(weights=torch.zeros(1, dtype=torch.float64)), r"weights must have shape \(778, 16\)"),
+        (dict(shapedirs_t=c.shapedirs_t[:, :6].contiguous()), r"shapedirs_t must have shape \(S, V\*3\)"),
+        (dict(j_shapedirs_t=c.j_shapedirs_t[:9].contiguous()), r"j_shapedirs_t must have shape \(10, 48\)"),
+        (dict(j_template=c.j_template[:15].contiguous()), r"j_template must have shape \(16, 3\)"),
+        (dict(v_template=c.v_template[:, :2].contiguous()), r"v_template must have shape \(V, 3\)"),
+        (dict(tip_ids=c.tip_ids.long()), r"tip_ids must be int32"),
+        (dict(tip_ids=c.tip_ids[:4]), r"tip_ids must have shape \(5,\)"),
+        (dict(weights=c.weights.float()), r"weights is torch.float32 but v_template is torch.float64"),
+        (dict(v_template=c.v_template.half(), shapedirs_t=c.shapedirs_t.half(), posedirs_t=c.posedirs_t.half(),
+              j_template=c.j_template.half(), j_shapedirs_t=c.j_shapedirs_t.half(), weights=c.weights.half()),
+         r"float32 or float64"),
+        (dict(posedirs_t=c.posedirs_t.to("meta")), r"posedirs_t is on meta but v_template on cpu"),
+        (dict(weights=c.weights.T.contiguous().T), r"weights must be contiguous"),
+        (dict(tip_ids=torch.tensor([0, 1, 2, 3, 778], dtype=torch.int32)), r"tip_ids must be vertex ids in \[0, 778\)"),
+    ]
+    bad = dataclasses.replace(c, tip_ids=c.tip_ids.clone())
+    mano_forward(betas, pose, trans, bad, backend=backend)  # checked once, cached ...
+    bad.tip_ids[4] = -1
+    with pytest.raises(ValueError, match="tip_ids must be vertex ids"):  # ... until modified in place
+        mano_forward(betas, pose, trans, bad, backend=backend)
+    for change, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            run(**change)
+    from beingh0.core.errors import UserError
+
+    with pytest.raises(UserError):
+        run(weights=torch.zeros(1, dtype=torch.float64))
+    # the unchanged constants still run
+    run()
