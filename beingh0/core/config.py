@@ -129,7 +129,8 @@ def field_docs(cls) -> dict[str, str]:
         for stmt, nxt in zip(body, body[1:]):
             if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
                     and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-                docs[stmt.target.id] = " ".join(inspect.cleandoc(nxt.value.value).split())
+                text = " ".join(inspect.cleandoc(nxt.value.value).split())
+                docs[stmt.target.id] = re.sub(r"``(.+?)``", r"\1", text)  # reST literals read as plain text
     for f in dataclasses.fields(cls):
         if "help" in (f.metadata or {}):
             docs[f.name] = str(f.metadata["help"])
@@ -279,7 +280,7 @@ def add_config_args(parser, cls, *, group: str | None = None, prefix: str = "", 
         if s.choices is not None:
             kw["metavar"] = "{" + ",".join(map(str, s.choices)) + "}"
         else:
-            kw["metavar"] = re.sub(r"^-+", "", flag).replace("-", "_").upper()
+            kw["metavar"] = {int: "N", float: "X", Path: "PATH"}.get(s.elem) or re.sub(r"^-+", "", flag).replace("-", "_").upper()
         if s.seq is not None:
             kw["nargs"] = s.nargs
         g.add_argument(flag, **kw)

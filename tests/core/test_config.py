@@ -78,7 +78,7 @@ def test_help_text_defaults_and_hidden_fields():
     assert "learning rate (metadata wins)" in text and "Not this text" not in text
     assert "--progress, --no-progress" in text and "Show a bar. (default: --progress)" in text
     assert "(default: --no-plots)" in text
-    assert "--size SIZE SIZE" in text and "(default: 256 128)" in text
+    assert "--size N N" in text and "(default: 256 128)" in text
     assert "{fast,exact}" in text and "('none' for none)" in text
     assert "--version" not in text and "A toy config." in text
     p, _ = _parse([], defaults=Toy(steps=7))  # a preset's values as the shown defaults
