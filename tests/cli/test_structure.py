@@ -229,3 +229,49 @@ def test_real_process_error_is_one_line_and_bug_is_traceback(tmp_path):
             "i.info_text = boom; main(['info'])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" in r.stderr and "ValueError: injected bug" in r.stderr
+
+
+# -- README -----------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _readme_commands():
+    import re
+
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("## Command line"):text.index("## Hand model")]
+    for cmd in re.findall(r"^\| `(beingh0 [^`]*)`", table, flags=re.M):
+        paths = [[]]
+        for tok in cmd.split()[1:]:
+            if not re.fullmatch(r"[a-z][a-z-]*(\\\|[a-z-]+)*", tok):
+                break
+            paths = [p + [alt] for p in paths for alt in tok.split("\\|")]  # `a\|b`: both verbs
+        for path in paths:
+            yield cmd, path
+
+
+def test_readme_command_table_matches_the_cli(capsys):
+    cmds = list(_readme_commands())
+    assert len(cmds) >= 14
+    documented = {tuple(p) for _, p in cmds}
+    assert documented == set(_verbs(build_parser())), "README's command table and the CLI differ"
+    for cmd, path in cmds:
+        with pytest.raises(SystemExit) as e:
+            main([*path, "--help"])
+        assert e.value.code == 0, cmd
+    capsys.readouterr()
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
+    import re
+
+    text = (REPO / "README.md").read_text()
+    quick = text[text.index("## Quick start"):text.index("## Command line")]
+    blocks = re.findall(r"```bash\n(.*?)```", quick, flags=re.S)
+    assert [b.strip() for b in blocks] == ['pip install torch==2.13.0 . && beingh0 demo',
+                                         'pip install torch==2.13.0 ".[test]" && pytest']
+    ci = (REPO / ".ci" / "run").read_text()
+    assert '\n            pip install torch==2.13.0 ".[test]" && pytest\n' in ci
+    assert "pip install torch==2.13.0 .\n" in ci and "beingh0 demo --minutes" in ci  # the bare stage
+    assert ci.index("stage bare") < ci.index("stage test")
