@@ -1,10 +1,11 @@
 """``beingh0 data {build,stats,synth,show,balance}``: UniHand data (beingh0.data, balancing from beingh0.align)."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
-from .common import parse_options, user_path
+from .common import parse_options, parse_size, user_path
 
 HELP = "UniHand data: build shards from sources, statistics, synthetic data, viewers, balancing"
 
@@ -64,7 +65,8 @@ def _synth(a):
     from ..core.config import config_from_args
     from ..data.synth import SynthConfig
 
-    cfg = config_from_args(SynthConfig, a)
+    size = {"size": parse_size(a.size)} if a.size is not None else {}
+    cfg = config_from_args(SynthConfig, a, **size)
     st = run_synth(a.out, a.episodes, cfg, a.seed, a.workers, progress=not a.quiet,
                    episodes_per_shard=a.episodes_per_shard, overwrite=a.overwrite)
     kind = f"{cfg.size[0]}x{cfg.size[1]} {cfg.image_format}" if cfg.frames else "motion-only"
@@ -147,7 +149,10 @@ def register(sub) -> None:
     s.add_argument("--episodes-per-shard", type=int, default=16, help="episodes per tar shard (default: 16)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_config_args(s, SynthConfig, title="episode options (beingh0.data.synth.SynthConfig)")
+    g = add_config_args(s, SynthConfig, exclude=("size",), title="episode options (beingh0.data.synth.SynthConfig)")
+    w, h = next(f.default for f in dataclasses.fields(SynthConfig) if f.name == "size")
+    # WIDTHxHEIGHT like every other size flag (bench warp --size, align --target); default from SynthConfig
+    g.add_argument("--size", default=None, metavar="WxH", help=f"frame size in pixels (default: {w}x{h})")
     s.set_defaults(fn=_synth)
 
     s = data.add_parser("show", help="render an episode's frames with projected hand keypoints and captions (PNG grid or mp4)")

@@ -139,7 +139,7 @@ def test_data_synth_config_from_flags(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(cmd_data, "run_synth", lambda out, n, cfg, *a, **k: seen.update(cfg=cfg) or
                         {"episodes": n, "frames": 0, "seconds": 0, "frames_per_s": 0, "out": str(out)})
-    assert main(["data", "synth", "--out", str(tmp_path), "--size", "64", "48", "--no-frames", "--seconds", "1"]) == 0
+    assert main(["data", "synth", "--out", str(tmp_path), "--size", "64x48", "--no-frames", "--seconds", "1"]) == 0
     assert seen["cfg"] == SynthConfig(size=(64, 48), frames=False, seconds=1.0)
 
 
