@@ -45,7 +45,9 @@ def register(sub) -> None:
     from ..tokenizer.config import PRESETS, TokenizerConfig
     from ..tokenizer.train import TrainConfig
 
-    tok = sub.add_parser("tokenizer", help=HELP, description=HELP)
+    tok = sub.add_parser("tokenizer", help=HELP, description=HELP,
+                         epilog="The quick-start job (train the small tokenizer for a few minutes, print the mm table) "
+                                "is 'beingh0 demo'.")
     t = tok.add_subparsers(dest="tokenizer_verb", required=True, metavar="TOOL")
 
     s = t.add_parser("train", help="train a tokenizer on UniHand motion (checkpoints, plots, exact --resume)",

@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("beingh0: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `beingh0 info | head`: the reader left; no traceback (Python docs' recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as e:
         if not is_user_error(e):
             raise  # a bug: keep the traceback

@@ -275,3 +275,11 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
     assert '\n            pip install torch==2.13.0 ".[test]" && pytest\n' in ci
     assert "pip install torch==2.13.0 .\n" in ci and "beingh0 demo --minutes" in ci  # the bare stage
     assert ci.index("stage bare") < ci.index("stage test")
+
+
+def test_closed_pipe_is_not_a_traceback():
+    code = "import sys; from beingh0.cli.main import main; sys.exit(main(['info']))"
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # like `beingh0 info | head -0`
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1 and "Traceback" not in err, err
