@@ -304,7 +304,8 @@ def config_from_args(cls, args: argparse.Namespace, *, group: str | None = None,
     except UserValueError:
         raise
     except (ValueError, TypeError) as e:  # the class's own __post_init__ checks: the values came from the user
-        raise UserValueError(" ".join(str(e).split()).replace(" - ", " ").replace(": -", ":")) from e
+        bullets = re.sub(r":?\s*\n\s*-\s+", "; ", str(e))  # "invalid X:\n  - a\n  - b" -> "invalid X; a; b"
+        raise UserValueError(" ".join(re.sub(r"^([^;]*?); ", r"\1: ", bullets).split())) from e
 
 
 def given(args: argparse.Namespace, cls, *, group: str | None = None) -> dict:
