@@ -21,23 +21,23 @@ def _train(a):
     from ..tokenizer.quickstart import train_command
     from ..tokenizer.train import TrainConfig
 
-    if a.resume:
-        changed = sorted(given(a, TokenizerConfig)) + (["config"] if a.config is not None else [])
-        if changed:
-            raise UserValueError(f"--resume takes the architecture from DIR/checkpoint; drop "
-                                 f"{', '.join('--' + n.replace('_', '-') for n in changed)}")
-        model = None
-    else:
-        preset = a.config or PRESET
-        model = config_from_args(TokenizerConfig, a, base=TokenizerConfig.preset(preset))
-    train = config_from_args(TrainConfig, a)
-    train_command(a.out, model=model, train=train, resume=a.resume, episodes=a.episodes, data=a.data)
+    overrides = given(a, TokenizerConfig)
+    preset = a.config or PRESET
+    if a.resume and (overrides or a.config is not None):
+        flags = ["--config"] * (a.config is not None) + ["--" + n.replace("_", "-") for n in sorted(overrides)]
+        raise UserValueError(f"--resume takes the architecture from DIR/checkpoint; drop {', '.join(flags)}")
+    # the preset's name, or the preset with the model flags applied (checked here, before any data is built)
+    model = config_from_args(TokenizerConfig, a, base=TokenizerConfig.preset(preset)) if overrides else preset
+    config_from_args(TrainConfig, a)  # check the training flags now: one line naming the field
+    train_command(a.out, data=a.data, config=model, resume=a.resume, episodes=a.episodes, **given(a, TrainConfig))
 
 
 def _eval(a):
     from ..tokenizer.quickstart import eval_command
 
-    eval_command(a.checkpoint, real=a.real, clips=a.episodes, seed=a.seed, data_dir=a.data_dir or default_data_dir())
+    data = {"data": a.data} if a.data else {}
+    eval_command(a.checkpoint, real=a.real, clips=a.episodes, seed=a.seed, data_dir=a.data_dir or default_data_dir(),
+                 **data)
 
 
 def register(sub) -> None:
@@ -74,8 +74,11 @@ def register(sub) -> None:
                      description="Encode -> decode held-out synthetic clips (and, with --real, the real MediaPipe "
                                  "sequence fitted to MANO) and report errors in mm after forward kinematics.")
     s.add_argument("checkpoint", type=user_path, help="tokenizer folder (DIR/tokenizer or DIR/checkpoint) or a training output DIR")
+    s.add_argument("--data", type=user_path, nargs="+", default=None, metavar="DIR",
+                   help="dataset folders to evaluate on (default: the training run's held-out synthetic folder, "
+                        "else --episodes new synthetic episodes)")
     s.add_argument("--real", action="store_true", help="also the real sequence from --data-dir (skipped when absent)")
     data_dir_arg(s)
-    s.add_argument("--episodes", type=int, default=8, help="held-out synthetic UniHand episodes (default: 8)")
+    s.add_argument("--episodes", type=int, default=8, help="without --data: held-out synthetic UniHand episodes (default: 8)")
     s.add_argument("--seed", type=int, default=0, help="(default: 0)")
     s.set_defaults(fn=_eval)

@@ -82,32 +82,30 @@ def calls(monkeypatch):
 
 
 def test_tokenizer_train_defaults_come_from_the_dataclasses(calls):
-    from beingh0.tokenizer.config import PRESETS
-    from beingh0.tokenizer.train import TrainConfig
-
     assert main(["tokenizer", "train", "--out", "o"]) == 0
-    _, kw = calls["train"]
-    assert kw["train"] == TrainConfig()  # e.g. batch 256 / lr 2e-4: the dataclass, not the CLI
-    assert kw["model"] == PRESETS["small"] and kw["resume"] is False and kw["data"] is None
+    args, kw = calls["train"]
+    # no training flag given: nothing passed, so TrainConfig's own defaults apply (not CLI copies)
+    assert kw == {"data": None, "config": "small", "resume": False, "episodes": 64}
 
 
 def test_tokenizer_train_flags_override_preset_and_defaults(calls, tmp_path, monkeypatch):
     from beingh0.tokenizer.config import TokenizerConfig
-    from beingh0.tokenizer.train import TrainConfig
 
     monkeypatch.chdir(tmp_path)
-    assert main(["tokenizer", "train", "--out", "o", "--config", "tiny", "--codes", "8", "--no-kmeans-init",
-                 "--dilations", "2", "1", "--batch-size", "16", "--lr", "1e-3", "--no-plots", "--max-seconds", "9",
-                 "--data", "d1", "d2"]) == 0
+    assert main(["tokenizer", "train", "--out", "o", "--config", "tiny", "--batch-size", "16", "--lr", "1e-3",
+                 "--no-plots", "--max-seconds", "9", "--data", "d1", "d2"]) == 0
     args, kw = calls["train"]
-    assert kw["model"] == TokenizerConfig.preset("tiny", codes=8, kmeans_init=False, dilations=(2, 1))
-    assert kw["train"] == dataclasses.replace(TrainConfig(), batch_size=16, lr=1e-3, plots=False, max_seconds=9.0)
-    assert args[0] == tmp_path / "o" and kw["data"] == [tmp_path / "d1", tmp_path / "d2"]
+    assert kw == {"data": [tmp_path / "d1", tmp_path / "d2"], "config": "tiny", "resume": False, "episodes": 64,
+                  "batch_size": 16, "lr": 1e-3, "plots": False, "max_seconds": 9.0}
+    assert args[0] == tmp_path / "o"
+    assert main(["tokenizer", "train", "--out", "o", "--config", "tiny", "--codes", "8", "--no-kmeans-init",
+                 "--dilations", "2", "1"]) == 0
+    assert calls["train"][1]["config"] == TokenizerConfig.preset("tiny", codes=8, kmeans_init=False, dilations=(2, 1))
 
 
 def test_tokenizer_train_resume_takes_the_architecture_from_the_checkpoint(calls, capsys):
     assert main(["tokenizer", "train", "--out", "o", "--resume", "--steps", "50"]) == 0
-    assert calls["train"][1]["model"] is None and calls["train"][1]["train"].steps == 50
+    assert calls["train"][1]["resume"] is True and calls["train"][1]["steps"] == 50
     assert main(["tokenizer", "train", "--out", "o", "--resume", "--width", "8"]) == 2
     assert "drop --width" in capsys.readouterr().err
 
@@ -155,6 +153,9 @@ def test_paths_resolve_from_the_current_directory(calls, tmp_path, monkeypatch):
     assert main(["tokenizer", "eval", "ck", "--real"]) == 0
     args, kw = calls["eval"]
     assert args[0] == tmp_path / "ck" and kw["data_dir"] == (tmp_path.parent / "shared" / "data").resolve()
+    assert "data" not in kw
+    assert main(["tokenizer", "eval", "ck", "--data", "v"]) == 0
+    assert calls["eval"][1]["data"] == [tmp_path / "v"]
     assert main(["demo", "--data-dir", "mine"]) == 0
     assert calls["demo"][1]["data_dir"] == tmp_path / "mine"
 
