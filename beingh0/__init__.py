@@ -1,5 +1,8 @@
 """beingh0: an open, fast, tested implementation of the Being-H0 dexterous VLA.
 
-Ground floor: ``beingh0.ops`` (kernels behind one Python face), ``beingh0.mano`` (hand model).
+A dependency stack, bottom to top (docs/architecture.md; tests/test_layers.py enforces it):
+``core`` → ``ops`` → ``mano`` → ``motion`` → ``data`` → (``align``, ``tokenizer``) → ``train`` →
+``vla`` → ``policy`` → ``deploy``, with ``benchmark`` and ``cli`` (the ``beingh0`` command) on top.
+This root module holds only the version and imports nothing of the package.
 """
 __version__ = "0.1.0"

@@ -1,5 +1,12 @@
-"""``beingh0 align``: weak-perspective alignment of one image or video frame (beingh0.align.viz)."""
+"""``beingh0 align``: weak-perspective alignment of one image or video frame (beingh0.align.viz).
+
+``beingh0 data balance`` (balancing across sources) is a verb of the data group (``cmd_data.py``).
+"""
 from __future__ import annotations
+
+from .common import user_path
+
+HELP = "map an image to Being-H0's target camera (weak-perspective alignment) and show before/after"
 
 
 def _align(a):
@@ -12,42 +19,22 @@ def _align(a):
         print(f"{k}: {p}")
 
 
-def _balance(a):
-    from ..align.report import balance_report
-
-    balance_report(a.datasets, a.png, group_by=a.group_by, seed=a.seed)
-
-
-def register(sub, bench):
-    from .main import subgroup
-
-    s = subgroup(sub, "data", "UniHand data tools").add_parser(
-        "balance", help="view-invariant balancing of hand positions across sources: table + before/after PNG",
-        description="Read the wrist positions of dataset folders, fit the balancing sampler (depth scaling and "
-                    "in-plane rotation, beingh0.align), draw one move per sample and plot each group's hand-position "
-                    "distribution in the model input before and after.")
-    s.add_argument("datasets", nargs="+", help="dataset folders (data synth / data build)")
-    s.add_argument("--png", default="out/balance.png", help="output plot (default: out/balance.png)")
-    s.add_argument("--group-by", default="source",
-                   help="'source' (default) or 'meta.<key>', e.g. meta.camera_kind for the synthetic source's ego/third views")
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(fn=_balance)
-
+def register(sub) -> None:
     s = sub.add_parser(
-        "align", help="map an image to Being-H0's target camera (weak-perspective alignment) and show before/after",
+        "align", help=HELP,
         description="Warp IMAGE (a picture, or one frame of a video) from its camera to the target camera "
                     "(default: Being-H0's fx=fy=736.6339, cx=960, cy=540 on 1920x1080, then 448x448), in one "
                     "resampling pass. Writes the aligned image, a before/after PNG with keypoints, and a JSON with "
                     "the affine and the model-input intrinsics.")
-    s.add_argument("image", help="image file (PNG/JPEG/...) or video (.mp4 etc., see --frame)")
+    s.add_argument("image", type=user_path, help="image file (PNG/JPEG/...) or video (.mp4 etc., see --frame)")
     s.add_argument("--intrinsics", required=True, metavar="FX,FY,CX,CY",
                    help="source camera in pixels of IMAGE as it is (OpenCV convention, pixel centres at integers)")
     s.add_argument("--dist", default=None, metavar="K1,K2,P1,P2[,K3]",
                    help="lens distortion coefficients, OpenCV order (fisheye: k1,k2,k3,k4 with --dist-model fisheye)")
     s.add_argument("--dist-model", choices=["radtan", "fisheye"], default="radtan", help="distortion model (default: radtan)")
-    s.add_argument("--keypoints", default=None, metavar="FILE",
+    s.add_argument("--keypoints", type=user_path, default=None, metavar="FILE",
                    help=".npy of (21, 2) source pixels or (21, 3) camera-frame metres, drawn before and after")
-    s.add_argument("--out", default="out/align", help="output folder (default: out/align)")
+    s.add_argument("--out", type=user_path, default="out/align", help="output folder (default: out/align)")
     s.add_argument("--size", type=int, default=448, help="model input side in pixels (default: 448)")
     s.add_argument("--resize", choices=["stretch", "letterbox", "crop"], default="stretch",
                    help="target frame -> model input when aspect ratios differ (default: stretch, as the official release)")

@@ -1,26 +1,13 @@
-"""CLI verbs of the data layer: ``beingh0 data build``, ``beingh0 data stats``, ``beingh0 bench data``.
-
-Other data modules add verbs to the same ``data`` group through ``subgroup``.
-"""
+"""``beingh0 data {build,stats,synth,show,balance}``: UniHand data (beingh0.data, balancing from beingh0.align)."""
 from __future__ import annotations
 
-import json
+import dataclasses
+import time
+from pathlib import Path
 
-from .main import subgroup
+from .common import parse_options, parse_size, user_path
 
-
-def parse_options(pairs) -> dict:
-    """``k=v`` strings -> dict; values parse as JSON when they can (numbers, booleans, lists)."""
-    out = {}
-    for p in pairs or ():
-        k, sep, v = p.partition("=")
-        if not sep or not k:
-            raise ValueError(f"--option expects key=value, got {p!r}")
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
+HELP = "UniHand data: build shards from sources, statistics, synthetic data, viewers, balancing"
 
 
 def _build(a):
@@ -47,46 +34,145 @@ def _stats(a):
         print(f"wrote {plot_stats(st, a.png)}")
 
 
-def _bench_data(a):
-    from ..benchmark.data import run_data_bench
+def run_synth(out, episodes: int, config=None, seed: int = 0, workers: int = 1, progress: bool = True,
+              episodes_per_shard: int = 16, overwrite: bool = False) -> dict:
+    """Synthesise ``episodes`` episodes (``beingh0.data.synth.SynthConfig``) into a sharded dataset at
+    ``out`` (``beingh0.data.build``: one job per shard, ``workers`` processes).
 
-    run_data_bench(episodes=a.episodes, seconds=a.seconds, workers=a.workers, kinds=a.kinds, batch=a.batch,
-                   min_time_s=a.min_time, repeats=a.repeats, json_path=a.json)
+    TODO(merge): belongs in ``beingh0.data.synth`` (tests/data/test_align_hook.py imports it from here)."""
+    from ..core.errors import UserValueError
+    from ..data.build import build_dataset
+    from ..data.synth import SynthConfig
+
+    config = (config or SynthConfig()).validate()
+    if episodes < 1:
+        raise UserValueError(f"--episodes must be >= 1, got {episodes}")
+    if workers < 1:
+        raise UserValueError(f"--workers must be >= 1, got {workers}")
+    opts = {"n": episodes, "seed": seed, "seconds": config.seconds, "size": list(config.size), "fps": config.fps,
+            "frames": config.frames, "format": config.image_format, "supersample": config.supersample,
+            "scenario": config.scenario}
+    t0 = time.perf_counter()
+    build_dataset("synthetic", None, out, options=opts, episodes_per_shard=episodes_per_shard, workers=workers,
+                  progress=progress, overwrite=overwrite)
+    dt = time.perf_counter() - t0
+    n_frames = int(round(episodes * config.seconds * config.fps))
+    return {"episodes": episodes, "frames": n_frames, "seconds": round(dt, 2),
+            "frames_per_s": round(n_frames / max(dt, 1e-9), 2), "out": str(out)}
 
 
-def register(sub, bench) -> None:
-    data = subgroup(sub, "data", "UniHand data: build shards from sources, statistics, synthetic data, viewers")
+def _synth(a):
+    from ..core.config import config_from_args
+    from ..data.synth import SynthConfig
 
-    s = data.add_parser("build", help="build a dataset folder (tar shards + index + manifest) from a source")
+    size = {"size": parse_size(a.size)} if a.size is not None else {}
+    cfg = config_from_args(SynthConfig, a, **size)
+    st = run_synth(a.out, a.episodes, cfg, a.seed, a.workers, progress=not a.quiet,
+                   episodes_per_shard=a.episodes_per_shard, overwrite=a.overwrite)
+    kind = f"{cfg.size[0]}x{cfg.size[1]} {cfg.image_format}" if cfg.frames else "motion-only"
+    print(f"wrote {st['episodes']} synthetic episodes ({kind}, {st['frames']} frames) to {st['out']} "
+          f"in {st['seconds']} s: {st['frames_per_s']} frames/s")
+
+
+def _show(a):
+    from ..core.errors import UserValueError
+    from ..data.show import show_episode
+
+    frames = None
+    if a.frames:
+        try:
+            frames = [int(x) for x in a.frames.replace(",", " ").split()]
+        except ValueError:
+            raise UserValueError(f"--frames takes frame numbers such as '0,5,10', got {a.frames!r}") from None
+    src = Path(a.episode)
+    if src.is_dir():  # a dataset folder: pick the episode by key or position in its index
+        from ..data.shards import load_index
+
+        index = load_index(src)
+        which = a.key if a.key is not None else "0"
+        ep = index.read(int(which) if which.isdigit() else which)
+        out = a.out or src / f"{ep.episode_id}.png"
+    else:
+        if a.key is not None:
+            raise UserValueError("--key selects an episode inside a dataset folder; EPISODE is a single episode file")
+        ep = src
+        out = a.out or src.with_suffix(".png")
+    print(show_episode(ep, out, frames=frames, root=a.root, model_dir=a.model_dir, cols=a.cols))
+
+
+def _balance(a):
+    from ..align.report import balance_report
+
+    balance_report(a.datasets, a.png, group_by=a.group_by, seed=a.seed)
+
+
+def register(sub) -> None:
+    from ..core.config import add_config_args
+    from ..data.synth import SynthConfig
+
+    data = sub.add_parser("data", help=HELP, description=HELP).add_subparsers(dest="data_verb", required=True, metavar="TOOL")
+
+    s = data.add_parser("build", help="build a dataset folder (tar shards + index + manifest) from a source",
+                        description="Convert a source's raw data into a dataset folder: tar shards of unified "
+                                    "episodes, index.json for seeking, manifest.json for provenance, and 1-second "
+                                    "motion sidecars. One job per shard.")
     s.add_argument("source", help="registered source name (an unknown name lists the available ones)")
-    s.add_argument("root", nargs="?", default=None, help="the source's raw data folder (omit for generated sources)")
-    s.add_argument("--out", required=True, help="output dataset folder")
+    s.add_argument("root", nargs="?", type=user_path, default=None, help="the source's raw data folder (omit for generated sources)")
+    s.add_argument("--out", type=user_path, required=True, help="output dataset folder")
     s.add_argument("--episodes-per-shard", type=int, default=64, help="source items per shard (default: 64)")
     s.add_argument("--workers", type=int, default=1, help="parallel shard jobs (default: 1)")
     s.add_argument("--ray", action="store_true", help="run the shard jobs on Ray (pip install 'beingh0[ray]')")
     s.add_argument("--option", action="append", metavar="K=V", help="source option (repeatable); values parse as JSON")
     s.add_argument("--skip-errors", action="store_true", help="leave failing items out and record them in manifest.json")
     s.add_argument("--min-valid", type=float, default=0.5, help="fraction of valid frames a 1 s window needs (default: 0.5)")
-    s.add_argument("--hand-model", default=None, help="folder with MANO_RIGHT/LEFT files for the joints (default: embedded hand)")
+    s.add_argument("--hand-model", type=user_path, default=None, help="folder with MANO_RIGHT/LEFT files for the joints (default: embedded hand)")
     s.add_argument("--max-items", type=int, default=None, help="only the first N source items")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_build)
 
     s = data.add_parser("stats", help="counts, hours, per-source/hand/task distribution of a dataset folder (+ PNG)")
-    s.add_argument("dir", help="dataset folder")
-    s.add_argument("--png", default=None, help="write the distribution charts to this PNG")
+    s.add_argument("dir", type=user_path, help="dataset folder")
+    s.add_argument("--png", type=user_path, default=None, help="write the distribution charts to this PNG")
     s.add_argument("--no-tasks", action="store_true", help="skip the instruction-task counts (reads every episode header)")
     s.add_argument("--verify", action="store_true", help="hash every shard against the index (reads everything)")
     s.set_defaults(fn=_stats)
 
-    s = bench.add_parser("data", help="data loader samples/s (motion-only and image samples, 0/1/2 workers)")
-    s.add_argument("--episodes", type=int, default=48, help="random episodes in the temporary dataset (default: 48)")
-    s.add_argument("--seconds", type=float, default=10.0, help="seconds per episode (default: 10)")
-    s.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader workers (default: 0 1 2)")
-    s.add_argument("--kinds", nargs="+", choices=["motion", "image"], default=["motion", "image"])
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--min-time", type=float, default=3.0, help="seconds per timed run (default: 3)")
-    s.add_argument("--repeats", type=int, default=3, help="timed runs per case; the median is reported (default: 3)")
-    s.add_argument("--json", default=None, help="write the records (ENGINEERING.md section 5) to this JSON file")
-    s.set_defaults(fn=_bench_data)
+    s = data.add_parser("synth", help="generate synthetic bimanual hand-object episodes (rendered on the CPU, CC0)",
+                        description="Procedural hands reaching, grasping, moving, placing, pouring, pressing and opening "
+                                    "objects on a table, rendered headless with MANO-layout hands, with per-second "
+                                    "instructions and captions. Deterministic from --seed.")
+    s.add_argument("--out", type=user_path, required=True, help="output dataset folder (tar shards + index.json + manifest.json)")
+    s.add_argument("--episodes", type=int, default=64, help="number of episodes (default: 64)")
+    s.add_argument("--seed", type=int, default=0, help="collection seed; episode i is fixed by (seed, i) (default: 0)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes, one shard job each (default: 1)")
+    s.add_argument("--episodes-per-shard", type=int, default=16, help="episodes per tar shard (default: 16)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = add_config_args(s, SynthConfig, exclude=("size",), title="episode options (beingh0.data.synth.SynthConfig)")
+    w, h = next(f.default for f in dataclasses.fields(SynthConfig) if f.name == "size")
+    # WIDTHxHEIGHT like every other size flag (bench warp --size, align --target); default from SynthConfig
+    g.add_argument("--size", default=None, metavar="WxH", help=f"frame size in pixels (default: {w}x{h})")
+    s.set_defaults(fn=_synth)
+
+    s = data.add_parser("show", help="render an episode's frames with projected hand keypoints and captions (PNG grid or mp4)")
+    s.add_argument("episode", type=user_path, help="a dataset folder (data synth / data build) or a single episode .tar (save_episode)")
+    s.add_argument("--key", default=None, help="episode key or position in the dataset's index (default: the first)")
+    s.add_argument("--out", type=user_path, default=None, help="output .png (grid) or .mp4 (default: EPISODE with .png)")
+    s.add_argument("--frames", default=None, help="frame numbers, e.g. '0,5,10' (default: 8 spread frames; all for mp4)")
+    s.add_argument("--root", type=user_path, default=None, help="data folder of the source, for episodes whose frames are external videos")
+    s.add_argument("--model-dir", type=user_path, default=None, help="folder with MANO_RIGHT.pkl/MANO_LEFT.pkl (default: the embedded hand)")
+    s.add_argument("--cols", type=int, default=4, help="grid columns for PNG output (default: 4)")
+    s.set_defaults(fn=_show)
+
+    s = data.add_parser(
+        "balance", help="view-invariant balancing of hand positions across sources: table + before/after PNG",
+        description="Read the wrist positions of dataset folders, fit the balancing sampler (depth scaling and "
+                    "in-plane rotation, beingh0.align), draw one move per sample and plot each group's hand-position "
+                    "distribution in the model input before and after.")
+    s.add_argument("datasets", nargs="+", type=user_path, help="dataset folders (data synth / data build)")
+    s.add_argument("--png", type=user_path, default="out/balance.png", help="output plot (default: out/balance.png)")
+    s.add_argument("--group-by", default="source",
+                   help="'source' (default) or 'meta.<key>', e.g. meta.camera_kind for the synthetic source's ego/third views")
+    s.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    s.set_defaults(fn=_balance)

@@ -1,63 +1,84 @@
-"""``beingh0 tokenizer {train,eval,quickstart}``: parse and call ``beingh0.tokenizer.quickstart``."""
+"""``beingh0 tokenizer {train,eval}``: the GRQ-VAE motion tokenizer (beingh0.tokenizer).
+
+Model options are the fields of ``TokenizerConfig`` on top of the ``--config`` preset; training
+options are the fields of ``TrainConfig``: both generated, so their defaults live in
+``beingh0/tokenizer/config.py`` and ``beingh0/tokenizer/train.py`` only. The quick-start job is
+``beingh0 demo`` (one command per job).
+"""
 from __future__ import annotations
+
+from .common import data_dir_arg, default_data_dir, user_path
+
+HELP = "GRQ-VAE motion tokenizer: train, evaluate (MANO motion <-> 128 ids per hand-second)"
+PRESET = "small"  # the preset a plain `tokenizer train` uses: CPU-sized, the paper's token layout
+MODEL_EXCLUDE = ("name", "version")  # set from --config / by the library
 
 
 def _train(a):
+    from ..core.config import config_from_args, given
+    from ..core.errors import UserValueError
+    from ..tokenizer.config import TokenizerConfig
     from ..tokenizer.quickstart import train_command
+    from ..tokenizer.train import TrainConfig
 
-    train_command(a.out, config=a.config, steps=a.steps, resume=a.resume, batch_size=a.batch_size, lr=a.lr,
-                  minutes=a.minutes, clips=a.episodes, seed=a.seed, progress=not a.quiet)
+    overrides = given(a, TokenizerConfig)
+    preset = a.config or PRESET
+    if a.resume and (overrides or a.config is not None):
+        flags = ["--config"] * (a.config is not None) + ["--" + n.replace("_", "-") for n in sorted(overrides)]
+        raise UserValueError(f"--resume takes the architecture from DIR/checkpoint; drop {', '.join(flags)}")
+    # the preset's name, or the preset with the model flags applied (checked here, before any data is built)
+    model = config_from_args(TokenizerConfig, a, base=TokenizerConfig.preset(preset)) if overrides else preset
+    config_from_args(TrainConfig, a)  # check the training flags now: one line naming the field
+    train_command(a.out, data=a.data, config=model, resume=a.resume, episodes=a.episodes, **given(a, TrainConfig))
 
 
 def _eval(a):
     from ..tokenizer.quickstart import eval_command
 
-    eval_command(a.checkpoint, real=a.real, clips=a.episodes, seed=a.seed, data_dir=a.data_dir)
+    data = {"data": a.data} if a.data else {}
+    eval_command(a.checkpoint, real=a.real, clips=a.episodes, seed=a.seed, data_dir=a.data_dir or default_data_dir(),
+                 **data)
 
 
-def _quickstart(a):
-    from ..tokenizer.quickstart import quickstart
+def register(sub) -> None:
+    from ..core.config import add_config_args
+    from ..tokenizer.config import PRESETS, TokenizerConfig
+    from ..tokenizer.train import TrainConfig
 
-    quickstart(a.out, minutes_budget=a.minutes, seed=a.seed, data_dir=a.data_dir)
-
-
-def register(sub, bench) -> None:
-    from ..tokenizer.config import PRESETS
-
-    tok = sub.add_parser("tokenizer", help="GRQ-VAE motion tokenizer: train, evaluate (MANO motion <-> 128 ids per hand-second)")
+    tok = sub.add_parser("tokenizer", help=HELP, description=HELP,
+                         epilog="The quick-start job (train the small tokenizer for a few minutes, print the mm table) "
+                                "is 'beingh0 demo'.")
     t = tok.add_subparsers(dest="tokenizer_verb", required=True, metavar="TOOL")
 
-    s = t.add_parser("train", help="train a tokenizer on synthetic hand motion (checkpoints, plots, exact --resume)",
+    s = t.add_parser("train", help="train a tokenizer on UniHand motion (checkpoints, plots, exact --resume)",
                      description="Train the GRQ-VAE motion tokenizer. Writes DIR/tokenizer (the model), DIR/checkpoint "
                                  "(exact resume), DIR/losses.png and DIR/codebook_usage.png, then prints the "
-                                 "reconstruction table (mm) on held-out clips.")
-    s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--config", default="small", choices=list(PRESETS),
+                                 "reconstruction table (mm) on held-out clips. The quick-start job is 'beingh0 demo'.")
+    s.add_argument("--out", type=user_path, required=True, help="output folder DIR")
+    s.add_argument("--data", type=user_path, nargs="+", default=None, metavar="DIR",
+                   help="dataset folders (beingh0 data synth / data build) to train on (default: synthetic motion, "
+                        "see --episodes)")
+    s.add_argument("--episodes", type=int, default=64,
+                   help="without --data: synthetic UniHand training episodes of 6 s, both hands (default: 64)")
+    s.add_argument("--config", default=None, choices=list(PRESETS),
                    help="architecture preset: paper (Being-H0 part-level, GPU-sized), whole-4groups / whole-16layers "
-                        "(paper ablations), small (CPU), tiny (tests). Default: small")
-    s.add_argument("--steps", type=int, default=None, help="total optimizer steps to reach (default: 2000)")
-    s.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint (architecture taken from it)")
-    s.add_argument("--batch-size", type=int, default=128, help="windows per step (default: 128)")
-    s.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
-    s.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training (checkpointed)")
-    s.add_argument("--episodes", type=int, default=64, help="synthetic UniHand training episodes of 6 s, both hands (default: 64)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+                        f"(paper ablations), small (CPU), tiny (tests); the model options below override it (default: {PRESET})")
+    s.add_argument("--resume", action="store_true",
+                   help="continue from DIR/checkpoint (architecture and settings from it; --steps may grow)")
+    add_config_args(s, TokenizerConfig, exclude=MODEL_EXCLUDE, defaults=PRESETS[PRESET],
+                    title=f"model options (beingh0.tokenizer.TokenizerConfig; defaults shown: the {PRESET!r} preset)")
+    add_config_args(s, TrainConfig, title="training options (beingh0.tokenizer.train.TrainConfig)")
     s.set_defaults(fn=_train)
 
     s = t.add_parser("eval", help="reconstruction table (MPJPE, PA-MPJPE, wrist; mm) and codebook usage of a tokenizer",
                      description="Encode -> decode held-out synthetic clips (and, with --real, the real MediaPipe "
                                  "sequence fitted to MANO) and report errors in mm after forward kinematics.")
-    s.add_argument("checkpoint", help="tokenizer folder (DIR/tokenizer or DIR/checkpoint) or a training output DIR")
-    s.add_argument("--real", action="store_true", help="also the real sequence from ../shared/data (skipped when absent)")
-    s.add_argument("--data-dir", default=None, help="folder holding dex_retargeting_human_hand/ (default: ../shared/data)")
-    s.add_argument("--episodes", type=int, default=8, help="held-out synthetic UniHand episodes (default: 8)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("checkpoint", type=user_path, help="tokenizer folder (DIR/tokenizer or DIR/checkpoint) or a training output DIR")
+    s.add_argument("--data", type=user_path, nargs="+", default=None, metavar="DIR",
+                   help="dataset folders to evaluate on (default: the training run's held-out synthetic folder, "
+                        "else --episodes new synthetic episodes)")
+    s.add_argument("--real", action="store_true", help="also the real sequence from --data-dir (skipped when absent)")
+    data_dir_arg(s)
+    s.add_argument("--episodes", type=int, default=8, help="without --data: held-out synthetic UniHand episodes (default: 8)")
+    s.add_argument("--seed", type=int, default=0, help="(default: 0)")
     s.set_defaults(fn=_eval)
-
-    s = t.add_parser("quickstart", help="train the small tokenizer for a few minutes on CPU and print the mm table")
-    s.add_argument("--out", default="out/tokenizer-quickstart", help="output folder (default: out/tokenizer-quickstart)")
-    s.add_argument("--minutes", type=float, default=3.0, help="total time budget in minutes (default: 3)")
-    s.add_argument("--data-dir", default=None, help="folder holding dex_retargeting_human_hand/ (default: ../shared/data)")
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(fn=_quickstart)

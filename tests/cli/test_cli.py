@@ -68,7 +68,7 @@ def test_bench_mano_small(tmp_path, capsys):
 def test_mano_fit_on_real_keypoints(shared_data, tmp_path, capsys):
     src = shared_data / "dex_retargeting_human_hand" / "human_joint_right.npy"
     out, png = tmp_path / "fit.npz", tmp_path / "fit.png"
-    assert main(["mano", "fit", str(src), "--out", str(out), "--render", str(png), "--frames", "40", "--quiet"]) == 0
+    assert main(["mano", "fit", str(src), "--out", str(out), "--render", str(png), "--frames", "40"]) == 0
     text = capsys.readouterr().out
     assert "per-joint error (mm)" in text
     from beingh0.mano.fit import FitResult
@@ -78,10 +78,13 @@ def test_mano_fit_on_real_keypoints(shared_data, tmp_path, capsys):
     assert png.stat().st_size > 10_000
 
 
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="TODO(merge): mano.clean raises a plain ValueError for a wrong keypoint shape; the mano part "
+                          "of issue 9 makes it a UserValueError (then this passes: remove the mark)")
 def test_mano_fit_rejects_bad_file(tmp_path, capsys):
     bad = tmp_path / "kp.npy"
     np.save(bad, np.zeros((10, 20, 3)))
-    assert main(["mano", "fit", str(bad), "--out", str(tmp_path / "o.npz"), "--quiet"]) == 2
+    assert main(["mano", "fit", str(bad), "--out", str(tmp_path / "o.npz")]) == 2
     assert "(T, 21, 3)" in capsys.readouterr().err
 
 

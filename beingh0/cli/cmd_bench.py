@@ -1,0 +1,98 @@
+"""``beingh0 bench {mano,grq,warp,data}``: kernels and the loader against their anchors (beingh0.benchmark)."""
+from __future__ import annotations
+
+from .common import parse_size, user_path
+
+HELP = "kernel and loader benchmarks against their anchors (JSON records, ENGINEERING.md section 5)"
+JSON_HELP = "write the records (ENGINEERING.md section 5) to this JSON file"
+
+
+def _bench_mano(a):
+    from ..benchmark.mano import run_mano_bench
+
+    run_mano_bench(device=a.device, batches=a.batch, json_path=a.json, backends=a.backends, repeats=a.repeats)
+
+
+def _bench_grq(a):
+    from ..benchmark.grq import run_grq_bench
+
+    run_grq_bench(device=a.device, sizes=a.n, json_path=a.json, backends=a.backends, repeats=a.repeats,
+                  threads=a.threads, baseline_max_n=a.baseline_max_n, tokenizer_windows=a.tokenizer_windows,
+                  codes=a.codes)
+
+
+def _bench_warp(a):
+    from ..benchmark.warp import run_warp_bench
+
+    run_warp_bench(device=a.device, sizes=[parse_size(s) for s in a.size], batches=a.batch, json_path=a.json,
+                   backends=a.backends, repeats=a.repeats, threads=a.threads, chain_max_batch=a.chain_max_batch)
+
+
+def _bench_data(a):
+    from ..benchmark.data import run_data_bench
+
+    run_data_bench(episodes=a.episodes, seconds=a.seconds, workers=a.workers, kinds=a.kinds, batch=a.batch,
+                   min_time_s=a.min_time, repeats=a.repeats, json_path=a.json)
+
+
+def register(sub) -> None:
+    bench = sub.add_parser("bench", help=HELP, description="Each benchmark times our backends and the anchor side by "
+                           "side on the same inputs and can write one JSON record per (op, backend, device, shape)."
+                           ).add_subparsers(dest="bench_verb", required=True, metavar="OP")
+
+    s = bench.add_parser("mano", help="mano_forward / mano_joints vs smplx, side by side")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
+    s.add_argument("--batch", type=int, nargs="+", default=[1, 1024, 65536], help="batch sizes (default: 1 1024 65536)")
+    s.add_argument("--backends", nargs="+", default=None, help="default: every available backend for the device")
+    s.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: adaptive)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_mano)
+
+    s = bench.add_parser(
+        "grq", help="grq_encode (2 groups x 8 layers x 512 codes, dim 512) vs vector_quantize_pytorch; tokenizer encode rate",
+        description="Times grq_encode per backend next to vector_quantize_pytorch's GroupedResidualVQ (eval mode, same "
+                    "codebooks) and the plain-torch reference on identical inputs, checks that the codes agree, and "
+                    "measures the paper tokenizer's encode throughput in hand-seconds per second.")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
+    s.add_argument("--n", type=int, nargs="+", default=None,
+                   help="numbers of latent vectors (default: 65536 on cpu; 65536 262144 1048576 on cuda)")
+    s.add_argument("--codes", type=int, nargs="*", default=None,
+                   help="further codebook sizes K, run at the largest N (default: none on cpu; 2048 8192 on cuda, "
+                        "to show that peak memory does not grow with K)")
+    s.add_argument("--backends", nargs="+", default=None, help="default: cpp on cpu; cuda, triton on cuda (those available)")
+    s.add_argument("--threads", type=int, default=None, help="threads for ours and torch (default: OpenMP's)")
+    s.add_argument("--baseline-max-n", type=int, default=None,
+                   help="run the anchor and the reference only up to this N (default: all sizes)")
+    s.add_argument("--tokenizer-windows", type=int, default=256, help="1-second windows per tokenizer encode call (default: 256)")
+    s.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: adaptive)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_grq)
+
+    s = bench.add_parser(
+        "warp", help="warp_align (input -> 448x448 normalised) vs the official 3-pass OpenCV chain and torch grid_sample",
+        description="Times warp_align per backend next to two anchors on identical inputs: cv2_chain (the official "
+                    "release's resize to 3840x2160, warpPerspective, resize to 448x448, normalise; on the CPU with the "
+                    "same thread count) and torch_grid_sample (affine_grid + grid_sample + normalise, same device).")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
+    s.add_argument("--size", nargs="+", default=["1920x1080", "3840x2160"], help="input sizes WxH (default: 1920x1080 3840x2160)")
+    s.add_argument("--batch", type=int, nargs="+", default=None,
+                   help="batch sizes (default: 1 64 on cuda; 1 8 on cpu, since 64 4K frames are 1.6 GB and the CPU anchor "
+                        "takes minutes per repeat on a few cores)")
+    s.add_argument("--backends", nargs="+", default=None, help="default: cpp on cpu; cuda, triton on cuda (those available)")
+    s.add_argument("--threads", type=int, default=None, help="threads for ours, OpenCV and torch (default: OpenMP's)")
+    s.add_argument("--chain-max-batch", type=int, default=None,
+                   help="run the cv2_chain anchor only up to this batch (default: all on cpu, 8 on cuda)")
+    s.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: adaptive)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_warp)
+
+    s = bench.add_parser("data", help="data loader samples/s (motion-only and image samples, 0/1/2 workers)")
+    s.add_argument("--episodes", type=int, default=48, help="random episodes in the temporary dataset (default: 48)")
+    s.add_argument("--seconds", type=float, default=10.0, help="seconds per episode (default: 10)")
+    s.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader workers (default: 0 1 2)")
+    s.add_argument("--kinds", nargs="+", choices=["motion", "image"], default=["motion", "image"], help="(default: motion image)")
+    s.add_argument("--batch", type=int, default=64, help="(default: 64)")
+    s.add_argument("--min-time", type=float, default=3.0, help="seconds per timed run (default: 3)")
+    s.add_argument("--repeats", type=int, default=3, help="timed runs per case; the median is reported (default: 3)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_data)
