@@ -41,22 +41,16 @@ ROOT_MODULES = {"info": "ops", "testing": "ops", "_C": "ops", "kernels": "ops", 
 
 #: Known violations that other parts of issue 9 are removing; the merge empties this list.
 #: (importer, imported module, name or None for the module itself)
-ALLOWED_PRIVATE = {
-    ("beingh0.align.viz", "beingh0.mano.render", "_finger_of"),   # mano.render internals: being made public
-    ("beingh0.align.viz", "beingh0.mano.render", "_pyplot"),
-    ("beingh0.data.show", "beingh0.mano.render", "_pyplot"),
-    ("beingh0.data.sources.keypoints", "beingh0.data.video", "_av"),  # data sources borrowing helpers
-}
+ALLOWED_PRIVATE: set[tuple[str, str, str]] = set()  # (importer, module, name): none
 ALLOWED_UPWARD: set[tuple[str, str]] = set()  # (importer, imported): none today
 
 #: Third-party packages a module may import at module level: pyproject's runtime dependencies.
 RUNTIME_DEPS = {"torch", "numpy", "matplotlib", "tqdm", "safetensors"}
 #: Module-level imports of optional packages that are known and allowed. Triton kernels are Triton
 #: code by nature: ``beingh0.ops`` imports them only for the triton backend (and CI's import check
-#: skips them where triton is absent). The scipy import is being removed (one rotation implementation).
+#: skips them where triton is absent).
 ALLOWED_TOPLEVEL_OPTIONAL = {
     ("beingh0.kernels.grq", "triton"), ("beingh0.kernels.mano", "triton"), ("beingh0.kernels.warp", "triton"),
-    ("beingh0.data.synth.generate", "scipy"), ("beingh0.data.synth.motion", "scipy"),
 }
 
 

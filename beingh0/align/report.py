@@ -8,6 +8,8 @@ distributions before and after with their total-variation distance to the common
 """
 from __future__ import annotations
 
+from ..core.errors import UserValueError
+
 from pathlib import Path
 from typing import Iterable
 
@@ -32,7 +34,7 @@ def dataset_wrists(datasets: Iterable[str | Path], group_by: str = "source", per
             elif group_by.startswith("meta."):
                 g = f"{ep.source}:{ep.meta.get(group_by[5:], '?')}"
             else:
-                raise ValueError(f"group_by must be 'source' or 'meta.<key>', got {group_by!r}")
+                raise UserValueError(f"group_by must be 'source' or 'meta.<key>', got {group_by!r}")
             step = max(1, int(round(ep.fps))) if per_second else 1
             for h in ep.hands.values():
                 t = h.trans[::step][h.valid[::step]].astype(np.float64)

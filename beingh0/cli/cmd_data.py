@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 from .common import parse_options, parse_size, user_path
@@ -34,40 +33,15 @@ def _stats(a):
         print(f"wrote {plot_stats(st, a.png)}")
 
 
-def run_synth(out, episodes: int, config=None, seed: int = 0, workers: int = 1, progress: bool = True,
-              episodes_per_shard: int = 16, overwrite: bool = False) -> dict:
-    """Synthesise ``episodes`` episodes (``beingh0.data.synth.SynthConfig``) into a sharded dataset at
-    ``out`` (``beingh0.data.build``: one job per shard, ``workers`` processes).
-
-    TODO(merge): belongs in ``beingh0.data.synth`` (tests/data/test_align_hook.py imports it from here)."""
-    from ..core.errors import UserValueError
-    from ..data.build import build_dataset
-    from ..data.synth import SynthConfig
-
-    config = (config or SynthConfig()).validate()
-    if episodes < 1:
-        raise UserValueError(f"--episodes must be >= 1, got {episodes}")
-    if workers < 1:
-        raise UserValueError(f"--workers must be >= 1, got {workers}")
-    opts = {"n": episodes, "seed": seed, "seconds": config.seconds, "size": list(config.size), "fps": config.fps,
-            "frames": config.frames, "format": config.image_format, "supersample": config.supersample,
-            "scenario": config.scenario}
-    t0 = time.perf_counter()
-    build_dataset("synthetic", None, out, options=opts, episodes_per_shard=episodes_per_shard, workers=workers,
-                  progress=progress, overwrite=overwrite)
-    dt = time.perf_counter() - t0
-    n_frames = int(round(episodes * config.seconds * config.fps))
-    return {"episodes": episodes, "frames": n_frames, "seconds": round(dt, 2),
-            "frames_per_s": round(n_frames / max(dt, 1e-9), 2), "out": str(out)}
-
-
 def _synth(a):
     from ..core.config import config_from_args
     from ..data.synth import SynthConfig
 
     size = {"size": parse_size(a.size)} if a.size is not None else {}
     cfg = config_from_args(SynthConfig, a, **size)
-    st = run_synth(a.out, a.episodes, cfg, a.seed, a.workers, progress=not a.quiet,
+    from ..data.synth import synth_dataset
+
+    st = synth_dataset(a.out, a.episodes, cfg, a.seed, a.workers, progress=not a.quiet,
                    episodes_per_shard=a.episodes_per_shard, overwrite=a.overwrite)
     kind = f"{cfg.size[0]}x{cfg.size[1]} {cfg.image_format}" if cfg.frames else "motion-only"
     print(f"wrote {st['episodes']} synthetic episodes ({kind}, {st['frames']} frames) to {st['out']} "

@@ -8,7 +8,7 @@ BACKENDS = "kernel backend: auto, reference, cpp, cuda, triton (default: $BEINGH
 
 
 def _mano_demo(a):
-    from ..mano.demo import run_demo
+    from ..data.synth.mano_demo import run_demo
 
     run_demo(out_dir=a.out, frames=a.frames, noise_mm=a.noise_mm, seed=a.seed, backend=a.backend)
 

@@ -36,7 +36,7 @@ def _eval(a):
     from ..tokenizer.quickstart import eval_command
 
     data = {"data": a.data} if a.data else {}
-    eval_command(a.checkpoint, real=a.real, clips=a.episodes, seed=a.seed, data_dir=a.data_dir or default_data_dir(),
+    eval_command(a.checkpoint, real=a.real, episodes=a.episodes, seed=a.seed, data_dir=a.data_dir or default_data_dir(),
                  **data)
 
 

@@ -27,17 +27,6 @@ GROUPS = ("info", "demo", "mano", "data", "align", "tokenizer", "bench")
 #: Path problems a user causes: printed as one line, exit 2.
 USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError)
 
-#: Format errors that predate ``UserError`` (module, class), caught by class until they derive from it.
-#: Looked up in ``sys.modules`` only: a class whose module never loaded cannot have been raised.
-LEGACY_USER_ERRORS = (
-    ("beingh0.data.episode", "EpisodeFormatError"),
-    ("beingh0.data.lerobot", "LeRobotFormatError"),
-    ("beingh0.data.sources.keypoints", "SourceDataError"),
-    ("beingh0.data.build", "BuildError"),
-    ("beingh0.mano.io", "UnsafePickleError"),
-)
-
-
 def _group(name: str):
     return importlib.import_module(f"{__package__}.cmd_{name}")
 
@@ -67,10 +56,7 @@ def is_user_error(e: BaseException) -> bool:
     """True for a user's mistake (one line, exit 2); False for a bug (traceback)."""
     from ..core.errors import UserError
 
-    if isinstance(e, (UserError, *USER_OS_ERRORS)):
-        return True
-    legacy = tuple(getattr(sys.modules[m], c) for m, c in LEGACY_USER_ERRORS if m in sys.modules and hasattr(sys.modules[m], c))
-    return isinstance(e, legacy)
+    return isinstance(e, (UserError, *USER_OS_ERRORS))
 
 
 def error_line(e: BaseException) -> str:

@@ -228,12 +228,12 @@ def build_dataset(source: str | Source, root: str | Path | None, out_dir: str | 
             continue
         for e in entry["episodes"]:
             if e["key"] in seen:
-                raise BuildError(f"episode id {e['key']!r} is produced twice (shards {seen[e['key']]} and {entry['file']}); "
+                raise BuildInputError(f"episode id {e['key']!r} is produced twice (shards {seen[e['key']]} and {entry['file']}); "
                                  f"source {src.name!r} must give unique episode ids")
             seen[e["key"]] = entry["file"]
         shards.append(entry)
     if not shards:
-        raise BuildError(f"no episode could be built from source {src.name!r}; first error: {skipped[0]['error'] if skipped else '-'}")
+        raise BuildInputError(f"no episode could be built from source {src.name!r}; first error: {skipped[0]['error'] if skipped else '-'}")
     eps = [e for s in shards for e in s["episodes"]]
     index = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "shards": shards}
     manifest = {

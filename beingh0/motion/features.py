@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.rotations import axis_angle_to_matrix, matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
+from ..core.rotations import matrix_to_axis_angle, sixd_to_matrix
 
 __all__ = ["FEATURE_NAMES", "FeatureSpec", "encode_features", "decode_features", "split_parts", "merge_parts",
            "NormStats"]

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from ..core.rotations import axis_angle_to_matrix, matrix_to_6d, matrix_to_axis_angle
-from .features import NUM_BETAS, NUM_FINGER_JOINTS, NUM_KEYPOINTS, FeatureSpec, _spec
+from .features import NUM_BETAS, NUM_FINGER_JOINTS, NUM_KEYPOINTS, _spec
 
 __all__ = ["SIDES", "to_right_hand", "from_right_hand", "hand_joints", "hand_features"]
 

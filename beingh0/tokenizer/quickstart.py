@@ -39,35 +39,12 @@ def default_data_dir() -> Path:
 
 def synthetic_dataset(out, episodes: int, seed: int, seconds: float = SYNTH_SECONDS, progress: bool = False) -> Path:
     """A motion-only synthetic UniHand dataset folder at ``out`` (``beingh0 data synth --no-frames``):
-    ``episodes`` bimanual episodes of ``seconds``, fixed by ``seed``. An existing folder built with
-    the same options is reused (so ``--resume`` reads the very same samples); one built with other
-    options is rebuilt."""
-    from ..data.build import build_dataset
+    ``episodes`` bimanual episodes of ``seconds``, fixed by ``seed``; an existing folder built with the
+    same options is reused (so ``--resume`` reads the very same samples)."""
+    from ..data.synth import SynthConfig, synth_dataset
 
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise UserValueError(f"episodes={episodes!r} must be an integer >= 1")
-    out = Path(out)
-    opts = _synth_options(episodes, seed, seconds)
-    if _is_synthetic(out, opts):
-        return out
-    build_dataset("synthetic", None, out, options=opts, episodes_per_shard=16, progress=progress,
-                  overwrite=out.exists())
-    return out
-
-
-def _synth_options(episodes: int, seed: int, seconds: float = SYNTH_SECONDS) -> dict:
-    return {"n": episodes, "seed": seed, "seconds": float(seconds), "frames": False}
-
-
-def _is_synthetic(folder: Path, opts: dict) -> bool:
-    """Whether ``folder`` holds a synthetic dataset built with exactly ``opts``."""
-    man = folder / "manifest.json"
-    if not (man.is_file() and (folder / "index.json").is_file()):
-        return False
-    try:
-        return json.loads(man.read_text())["sources"]["synthetic"]["options"] == opts
-    except (ValueError, KeyError, TypeError):
-        return False
+    synth_dataset(out, episodes, SynthConfig(seconds=seconds, frames=False), seed, progress=progress, reuse=True)
+    return Path(out)
 
 
 def _synthetic_train(out_dir, episodes: int, seed: int, progress: bool) -> list:
@@ -119,7 +96,7 @@ TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 def train_command(out_dir, data=None, *, val_data=None, config: str = "small", resume: bool = False,
                   minutes: float | None = None, episodes: int = 64, seed: int = 0, progress: bool = True,
-                  clips: int | None = None, **train_options) -> dict:
+                  **train_options) -> dict:
     """``beingh0 tokenizer train``: train on the dataset folder(s) ``data`` (default: a synthetic
     UniHand set of ``episodes`` episodes built into ``out_dir/data/train``), validate and report on
     ``val_data`` (default: a held-out synthetic folder, another seed), then print the table (mm).
@@ -127,16 +104,16 @@ def train_command(out_dir, data=None, *, val_data=None, config: str = "small", r
     ``train_options``: any :class:`TrainConfig` field (``steps``, ``batch_size``, ``lr``, ``warmup``,
     ...); the dataclass holds the defaults (generate CLI flags from ``TrainConfig``'s fields).
     An option passed as None keeps the default (what an unset CLI flag gives). ``minutes`` sets
-    ``max_seconds``; ``seed`` seeds the model, the loader and the synthetic sets. ``clips`` is the
-    old name of ``episodes`` (kept for callers of the previous signature).
+    ``max_seconds``; ``seed`` seeds the model, the loader and the synthetic sets.
     """
-    episodes = clips if clips is not None else episodes
     train_options = {k: v for k, v in train_options.items() if v is not None}
     unknown = sorted(set(train_options) - set(TRAIN_FIELDS))
     if unknown:
         raise UserValueError(f"unknown training option(s) {unknown}; known: {list(TRAIN_FIELDS)}")
-    if config not in PRESETS:
+    if isinstance(config, str) and config not in PRESETS:
         raise UserValueError(f"unknown --config {config!r}; choose one of {list(PRESETS)}")
+    if not isinstance(config, (str, TokenizerConfig)):
+        raise UserValueError(f"config must be a preset name {list(PRESETS)} or a TokenizerConfig, got {type(config).__name__}")
     if minutes is not None:
         train_options["max_seconds"] = 60.0 * minutes
     tc = replace(TrainConfig(seed=seed, progress=progress), **train_options)
@@ -155,7 +132,7 @@ def train_command(out_dir, data=None, *, val_data=None, config: str = "small", r
         data = _synthetic_train(out_dir, episodes, seed, progress)
     if val_data is None:
         val_data = _synthetic_val(out_dir, seed)
-    res = train_tokenizer(out_dir, data, val_data, None if resume else TokenizerConfig.preset(config), tc, resume=resume)
+    res = train_tokenizer(out_dir, data, val_data, None if resume else (TokenizerConfig.preset(config) if isinstance(config, str) else config), tc, resume=resume)
     print(f"trained to step {res.steps} ({res.seconds:.0f} s) -> {Path(out_dir) / 'tokenizer'}; plots: "
           f"{Path(out_dir) / 'losses.png'}, {Path(out_dir) / 'codebook_usage.png'}")
     rows = _report(res.tokenizer, val_data, None, real=False)
@@ -163,15 +140,13 @@ def train_command(out_dir, data=None, *, val_data=None, config: str = "small", r
 
 
 def eval_command(checkpoint, data=None, *, real: bool = False, episodes: int = 8, seed: int = 0,
-                 data_dir=None, clips: int | None = None) -> list:
+                 data_dir=None) -> list:
     """``beingh0 tokenizer eval``: load a tokenizer folder (or a training output folder) and print
     the reconstruction table (mm) on the dataset folder(s) ``data`` (default: the held-out synthetic
     folder of a training output folder, else one of ``episodes`` episodes built into a temporary
-    folder), plus the real sequence with ``real`` (under ``data_dir``, default ``../shared/data``).
-    ``clips`` is the old name of ``episodes``."""
+    folder), plus the real sequence with ``real`` (under ``data_dir``, default ``../shared/data``)."""
     import tempfile
 
-    episodes = clips if clips is not None else episodes
     path = Path(checkpoint)
     out_dir = None
     if (path / "tokenizer" / "tokenizer.json").is_file():
@@ -183,9 +158,14 @@ def eval_command(checkpoint, data=None, *, real: bool = False, episodes: int = 8
         name = "held-out"
         if data is None:
             name = "synthetic held-out"
+            from ..data.synth import SynthConfig
+            from ..data.synth.dataset import built_with, synth_options
+
+            # the training run's held-out folder when it was built with these settings, else a new one
+            opts = synth_options(episodes, SynthConfig(seconds=SYNTH_SECONDS, frames=False), VAL_SEED + 100 * seed)
             have = out_dir / "data" / "val" if out_dir is not None else None
-            if have is not None and _is_synthetic(have, _synth_options(episodes, VAL_SEED + 100 * seed)):
-                data = [have]               # the training run's held-out folder
+            if have is not None and built_with(have, opts):
+                data = [have]
             else:
                 data = [synthetic_dataset(Path(tmp) / "val", episodes, VAL_SEED + 100 * seed)]
         rows = _report(tok, data, data_dir, real=real, name=name)

@@ -78,9 +78,6 @@ def test_mano_fit_on_real_keypoints(shared_data, tmp_path, capsys):
     assert png.stat().st_size > 10_000
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="TODO(merge): mano.clean raises a plain ValueError for a wrong keypoint shape; the mano part "
-                          "of issue 9 makes it a UserValueError (then this passes: remove the mark)")
 def test_mano_fit_rejects_bad_file(tmp_path, capsys):
     bad = tmp_path / "kp.npy"
     np.save(bad, np.zeros((10, 20, 3)))

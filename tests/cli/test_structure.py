@@ -1,7 +1,6 @@
 """The command line's contract: one module per group, flags generated from the config dataclasses
 (their defaults win), one command per job, paths from the current directory, and errors: a user's
 mistake is one line and exit 2, a bug keeps its traceback."""
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -131,11 +130,11 @@ def test_mano_fit_config_from_flags(calls, tmp_path, monkeypatch):
 
 
 def test_data_synth_config_from_flags(monkeypatch, tmp_path):
-    import beingh0.cli.cmd_data as cmd_data
+    import beingh0.data.synth as synth
     from beingh0.data.synth import SynthConfig
 
     seen = {}
-    monkeypatch.setattr(cmd_data, "run_synth", lambda out, n, cfg, *a, **k: seen.update(cfg=cfg) or
+    monkeypatch.setattr(synth, "synth_dataset", lambda out, n, cfg, *a, **k: seen.update(cfg=cfg) or
                         {"episodes": n, "frames": 0, "seconds": 0, "frames_per_s": 0, "out": str(out)})
     assert main(["data", "synth", "--out", str(tmp_path), "--size", "64x48", "--no-frames", "--seconds", "1"]) == 0
     assert seen["cfg"] == SynthConfig(size=(64, 48), frames=False, seconds=1.0)
@@ -194,8 +193,17 @@ def test_user_mistakes_are_one_line_exit_2(monkeypatch, capsys, exc):
         assert err == f"beingh0: error: {exc.filename}: {exc.strerror}\n"
 
 
-@pytest.mark.parametrize("module, name", cli.LEGACY_USER_ERRORS)
-def test_legacy_format_errors_stay_messages(monkeypatch, capsys, module, name):
+FORMAT_ERRORS = (
+    ("beingh0.data.episode", "EpisodeFormatError"),
+    ("beingh0.data.lerobot", "LeRobotFormatError"),
+    ("beingh0.data.sources.common", "SourceDataError"),
+    ("beingh0.data.build", "BuildInputError"),
+    ("beingh0.mano.io", "UnsafePickleError"),
+)
+
+
+@pytest.mark.parametrize("module, name", FORMAT_ERRORS)
+def test_format_errors_are_user_errors(monkeypatch, capsys, module, name):
     import importlib
 
     cls = getattr(importlib.import_module(module), name)

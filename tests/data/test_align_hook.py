@@ -10,10 +10,10 @@ from beingh0.core.rotations import axis_angle_to_matrix
 
 @pytest.fixture(scope="module")
 def synth_dataset(tmp_path_factory):
-    from beingh0.cli.cmd_data_synth import run_synth
+    from beingh0.data.synth import SynthConfig, synth_dataset
 
     out = tmp_path_factory.mktemp("hook") / "synth"
-    run_synth(str(out), episodes=2, seconds=1.2, size=(96, 72), progress=False)
+    synth_dataset(out, 2, SynthConfig(seconds=1.2, size=(96, 72)), progress=False)
     return out
 
 

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from beingh0.core.errors import UserValueError
+
 from beingh0.benchmark.data import random_source
 from beingh0.data.build import BuildError, build_dataset
 from beingh0.data.shards import ShardIndex
@@ -70,7 +72,7 @@ def test_cli_build_and_stats(tmp_path, monkeypatch, capsys):
     from beingh0.cli.main import main
 
     src = random_source()
-    monkeypatch.setattr(build_mod, "get_source", lambda name: src if name == src.name else (_ for _ in ()).throw(ValueError(f"unknown source {name!r}")))
+    monkeypatch.setattr(build_mod, "get_source", lambda name: src if name == src.name else (_ for _ in ()).throw(UserValueError(f"unknown source {name!r}")))
     out = tmp_path / "ds"
     rc = main(["data", "build", "bench-random", "--out", str(out), "--option", "episodes=3", "--option", "seconds=2.1",
                "--episodes-per-shard", "2", "--quiet"])

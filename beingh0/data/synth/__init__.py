@@ -9,5 +9,6 @@ captions), ``mano_demo`` (the ``beingh0 mano demo`` job).
 """
 from .generate import SynthConfig, synth_episode
 from .motion import SCENARIOS, HandMotion, grasp_motion
+from .dataset import synth_dataset, synth_options
 
-__all__ = ["SCENARIOS", "SynthConfig", "synth_episode", "HandMotion", "grasp_motion"]
+__all__ = ["SCENARIOS", "SynthConfig", "synth_episode", "HandMotion", "grasp_motion", "synth_dataset", "synth_options"]
