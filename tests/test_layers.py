@@ -1,6 +1,6 @@
 """The layer contract (docs/architecture.md), enforced by reading every import of the source tree.
 
-Each module of ``beingh0/`` and ``kernels/`` (installed as ``beingh0.kernels``) is parsed with
+Each module of ``beingh0/`` (Triton kernels in ``beingh0/kernels/`` included) is parsed with
 ``ast``; every import counts, including those inside functions (lazy imports), ``TYPE_CHECKING``
 blocks and constant ``importlib.import_module("...")`` calls. A module may import its own layer
 and the layers below it, never one above it or a sibling beside it (``align`` and ``tokenizer``;
@@ -65,18 +65,14 @@ class Imp:
 
 
 def _modules() -> dict[str, Path]:
-    """Dotted name -> file for every module of the package, kernels/ mapped to beingh0.kernels."""
+    """Dotted name -> file for every module of the package."""
     out = {}
     for f in sorted((REPO / "beingh0").rglob("*.py")):
         rel = f.relative_to(REPO / "beingh0")
-        if rel.parts[0] == "kernels":  # a symlink to ../kernels in a dev checkout
-            continue
         parts = ["beingh0", *rel.with_suffix("").parts]
         if parts[-1] == "__init__":
             parts.pop()
         out[".".join(parts)] = f
-    for f in sorted((REPO / "kernels").glob("*.py")):
-        out["beingh0.kernels" + ("" if f.stem == "__init__" else "." + f.stem)] = f
     return out
 
 

@@ -11,7 +11,6 @@ import functools
 import importlib
 import logging
 import os
-from pathlib import Path
 
 log = logging.getLogger("beingh0.ops")
 
@@ -65,19 +64,8 @@ def _triton_interpret() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def load_kernel_module(name: str):
-    """Import ``beingh0.kernels.<name>`` (installed layout), falling back to ``<repo>/kernels``."""
-    try:
-        return importlib.import_module(f"beingh0.kernels.{name}")
-    except ModuleNotFoundError as e:
-        if e.name not in ("beingh0.kernels", f"beingh0.kernels.{name}"):
-            raise
-    src = Path(__file__).resolve().parents[2] / "kernels" / f"{name}.py"
-    if not src.exists():
-        raise ModuleNotFoundError(f"Triton kernel module {name!r} not found (looked for beingh0.kernels.{name} and {src})")
-    spec = importlib.util.spec_from_file_location(f"beingh0.kernels.{name}", src)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """Import the Triton kernels of one op, ``beingh0.kernels.<name>`` (imports triton)."""
+    return importlib.import_module(f"beingh0.kernels.{name}")
 
 
 @functools.lru_cache(maxsize=None)

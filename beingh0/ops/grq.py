@@ -22,7 +22,7 @@ Conventions every backend keeps (tests check each against the float64 reference)
 Backends (``beingh0.ops.Backend``): the reference (plain torch, one (G, N, K) distance matrix per
 layer, i.e. what pure-PyTorch VQ libraries do), C++ CPU (``csrc/grq``: register-blocked GEMM with the
 argmin fused, OpenMP over row panels), CUDA (tiled SIMT GEMM, residual tile in shared memory) and
-Triton (``kernels/grq.py``). None of the kernels stores an N x K matrix. The kernel backends run
+Triton (``beingh0/kernels/grq.py``). None of the kernels stores an N x K matrix. The kernel backends run
 through the ``beingh0::grq_encode`` custom op (with a fake implementation for ``torch.compile``).
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@
 vertices (``ManoConstants.tips()``), so no other vertex is ever skinned.
 
 Backends (``beingh0.ops.Backend``): the plain-torch reference (``beingh0.core.lbs``, differentiated
-by autograd), C++ CPU and CUDA kernels (``csrc/mano``), and Triton (``kernels/mano.py``, forward
+by autograd), C++ CPU and CUDA kernels (``csrc/mano``), and Triton (``beingh0/kernels/mano.py``, forward
 only). The kernel backends run through the ``beingh0::mano_lbs`` custom op (fake implementation,
 autograd); its backward is our own backward kernel (``beingh0::mano_lbs_backward``), and Triton's
 forward pairs with the same backward math in C++ (CPU, interpreter) or CUDA.

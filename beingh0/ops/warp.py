@@ -29,7 +29,7 @@ Conventions (every backend keeps them; tests check each against the float64 refe
 
 Backends (``beingh0.ops.Backend``): the float64 reference (coordinates in plain torch, sampling by
 ``grid_sample``), C++ CPU (``csrc/warp``, OpenMP over output rows), CUDA (one thread per output
-pixel) and Triton (``kernels/warp.py``). The kernel backends run through the
+pixel) and Triton (``beingh0/kernels/warp.py``). The kernel backends run through the
 ``beingh0::warp_align`` custom op (with a fake implementation, so ``torch.compile`` can trace
 them); no autograd, the input is uint8.
 """
