@@ -252,16 +252,15 @@ def init_new_rows(weight: torch.Tensor, n_ref: int, rows: slice, noise: float = 
 def resize_for_motion(model, vocab: MotionVocab, noise: float = 0.1, seed: int = 0) -> None:
     """Grow the input embedding and the untied output head of ``model`` (a transformers model) to hold
     ``vocab`` and initialise the motion rows by :func:`init_new_rows` from the text rows."""
-    emb = model.get_input_embeddings()
-    rows = emb.weight.shape[0]
-    if rows < vocab.offset:
-        raise UserValueError(f"the model has {rows} embedding rows but the tokenizer {vocab.offset} tokens before the motion "
-                             "vocabulary; tokenizer and checkpoint do not belong together")
+    rows = model.get_input_embeddings().weight.shape[0]
     if rows < vocab.stop:
         model.resize_token_embeddings(vocab.stop, mean_resizing=False)
+    # Rows past the text vocabulary (a checkpoint's padding rows) become motion rows. Text tokens the
+    # checkpoint had no row for (a tokenizer longer than the embedding) get the same rule.
+    n_ref = min(rows, vocab.offset)
     g = torch.Generator().manual_seed(seed)
-    new = slice(vocab.offset, vocab.stop)
+    new = slice(n_ref, vocab.stop)
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
-    init_new_rows(emb.weight, vocab.offset, new, noise, g)
+    init_new_rows(emb.weight, n_ref, new, noise, g)
     if head is not None and head.weight is not emb.weight:
-        init_new_rows(head.weight, vocab.offset, new, noise, g)
+        init_new_rows(head.weight, n_ref, new, noise, g)
