@@ -79,7 +79,8 @@ class VLA:
         """The :class:`.processor.VLAProcessor` of this model (keywords override its fields)."""
         if self.tokenizer is None:
             raise UserValueError("this VLA has no text tokenizer (built for a speed run); load one with a checkpoint")
-        kw = {"max_tiles": self.max_tiles, "thumbnail": self.thumbnail, **kw}
+        dtype = self.model.dtype if self.model.dtype in (torch.float32, torch.bfloat16, torch.float16) else torch.float32
+        kw = {"max_tiles": self.max_tiles, "thumbnail": self.thumbnail, "out_dtype": dtype, **kw}
         return VLAProcessor.for_model(self.config, self.tokenizer, self.vocab, **kw)
 
     # ------------------------------------------------------------------------------ building

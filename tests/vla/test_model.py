@@ -160,3 +160,23 @@ def test_plain_internvl_checkpoint_gets_the_motion_vocabulary(tmp_path):
     assert torch.equal(emb[:1024], base.get_input_embeddings().weight)
     assert torch.equal(vla.model.lm_head.weight[:1024], base.lm_head.weight)
     assert emb.shape[0] == vla.model.lm_head.weight.shape[0] == 9218
+
+
+def test_speed_run_build_without_tokenizer_on_meta():
+    """The 1B architecture with motion rows, for random-init speed runs: no tokenizer, no memory."""
+    vla = VLA.from_preset("1b", device="meta")
+    assert vla.tokenizer is None and vla.vocab.offset == 151674 and vla.vocab.stop == 159868
+    n = sum(p.numel() for p in vla.model.parameters())
+    assert n == 938_193_024 + 2 * 8194 * 896
+    with pytest.raises(UserValueError, match="no text tokenizer"):
+        vla.processor()
+
+
+def test_bf16_model_gets_bf16_tiles(batch):
+    vla = VLA.from_preset("tiny", dtype=torch.bfloat16)
+    proc = vla.processor()
+    assert proc.out_dtype == torch.bfloat16
+    out = proc.build({"prompt": "<IMAGE>\nhi", "response": "ok"}, image=np.zeros((64, 64, 3), np.uint8))
+    assert out["pixel_values"].dtype == torch.bfloat16
+    with torch.no_grad():
+        assert torch.isfinite(vla.model(**proc.collate([out])).loss)
