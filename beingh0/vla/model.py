@@ -17,11 +17,9 @@ trainer, ``generate`` and exporters use it as is.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import InternVLConfig, InternVLForConditionalGeneration
@@ -31,7 +29,7 @@ from ..tokenizer.layout import TokenLayout
 from .config import preset as get_preset
 from .config import set_attention, vla_config
 from .processor import VLAProcessor
-from .vocab import MotionVocab, add_motion_tokens, paper_layout, resize_for_motion
+from .vocab import MOT_START, MotionVocab, add_motion_tokens, paper_layout, resize_for_motion
 
 __all__ = ["VLA", "META_FILE", "META_VERSION"]
 
@@ -102,15 +100,18 @@ class VLA:
 
             tokenizer = tiny_tokenizer()
         if tokenizer is not None:
-            if len(tokenizer) > cfg.text_config.vocab_size and tokenizer.convert_tokens_to_ids("<MOT>") in (None, tokenizer.unk_token_id):
-                raise UserValueError(f"the tokenizer has {len(tokenizer)} tokens but preset {name} only "
-                                     f"{cfg.text_config.vocab_size} embedding rows")
+            has_motion = tokenizer.convert_tokens_to_ids(MOT_START) not in (None, tokenizer.unk_token_id)
+            n_text = MotionVocab.from_tokenizer(tokenizer, layout).offset if has_motion else len(tokenizer)
+            if n_text > cfg.text_config.vocab_size:
+                raise UserValueError(f"the tokenizer has {n_text} text tokens but preset {name} only "
+                                     f"{cfg.text_config.vocab_size} embedding rows; pass the checkpoint's own tokenizer")
             vocab = add_motion_tokens(tokenizer, layout)
         else:
             vocab = MotionVocab(layout, cfg.text_config.vocab_size)
-        torch.manual_seed(seed)
-        with torch.device(device or "cpu"):
-            model = InternVLForConditionalGeneration(cfg)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+            torch.manual_seed(seed)
+            with torch.device(device or "cpu"):
+                model = InternVLForConditionalGeneration(cfg)
         model.to(dtype)
         resize_for_motion(model, vocab, noise=noise, seed=seed)
         return cls(model, tokenizer, vocab, preset=name, max_tiles=p.max_tiles, thumbnail=p.use_thumbnail)
