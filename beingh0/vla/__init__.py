@@ -5,15 +5,11 @@ Layers: :mod:`.config` (presets), :mod:`.text_tokenizer` (the tiny preset's BPE)
 (chat template), :mod:`.processor` (training sequences with labels), :mod:`.model` (:class:`VLA`:
 build, load, save). Pretraining loss, decoding and evaluation build on these.
 """
-from ._hf import import_transformers_models
-
-import_transformers_models()  # before any transformers model code: see _hf (source checkouts)
-
-from .config import PRESETS, vla_config  # noqa: E402
-from .model import VLA  # noqa: E402
-from .processor import IGNORE_INDEX, VLAProcessor, without_image  # noqa: E402
-from .tiling import tile_grid, tile_image  # noqa: E402
-from .vocab import MotionVocab, add_motion_tokens, paper_layout, resize_for_motion  # noqa: E402
+from .config import PRESETS, vla_config
+from .model import VLA
+from .processor import IGNORE_INDEX, VLAProcessor, without_image
+from .tiling import tile_grid, tile_image
+from .vocab import MotionVocab, add_motion_tokens, paper_layout, resize_for_motion
 
 __all__ = ["PRESETS", "vla_config", "VLA", "VLAProcessor", "IGNORE_INDEX", "without_image", "tile_grid", "tile_image",
            "MotionVocab", "add_motion_tokens", "paper_layout", "resize_for_motion"]

@@ -1,7 +1,6 @@
 """Shared tiny fixtures: one tiny VLA per test session (building it costs about a second)."""
 import pytest
 
-import beingh0.vla  # noqa: F401  (first: imports transformers' model code safely, see beingh0/vla/_hf.py)
 from beingh0.tokenizer.layout import TokenLayout
 
 
