@@ -22,6 +22,7 @@ import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -169,6 +170,10 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, data, in
     tr = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
     scheduler.load_state_dict(tr["scheduler"])
     same_world = meta["world_size"] == info.world_size
+    if not same_world and info.is_main:
+        warnings.warn(f"resuming a {meta['world_size']}-rank checkpoint on {info.world_size} ranks: the data "
+                      "iterators take rank 0's state and the random generators are reseeded, so the run continues "
+                      "correctly but not bit-exactly", stacklevel=3)
     # the data state of rank r; an iterator whose state is global (ResumableLoader) also resumes on
     # another world size from rank 0's state, RNG streams then restart per rank (not bit-exact)
     data_state = tr["data"][info.rank] if same_world else tr["data"][0]

@@ -17,8 +17,10 @@ __all__ = ["TrainConfig", "RESUME_MAY_CHANGE", "CONFIG_VERSION"]
 CONFIG_VERSION = 1
 
 # Fields a resumed run may change without breaking the loss curve it continues.
+# Checkpoints hold full (unsharded) states keyed by parameter name, so a run may also move between
+# devices and between one process, DDP and FSDP2 (bit-exact only on the same device and world size).
 RESUME_MAY_CHANGE = frozenset({"steps", "max_seconds", "ckpt_every", "keep_checkpoints", "eval_every", "progress",
-                               "plots", "num_threads", "peak_flops", "device"})
+                               "plots", "num_threads", "peak_flops", "device", "parallel"})
 
 
 @dataclass(frozen=True)

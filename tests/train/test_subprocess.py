@@ -71,17 +71,27 @@ def test_kill_9_in_the_middle_then_resume_gives_the_same_loss_curve(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_gloo_ranks_match_one_process_ddp_and_fsdp2(tmp_path):
     # global batch 8 = one process x 8, or 2 ranks x 2 samples x 2 accumulated micro-batches
-    want = _reference(tmp_path, 8, 8)
+    want = _reference(tmp_path, 12, 8, schedule="constant")  # constant: 8 steps, then resumed to 12
     out = tmp_path / "dist"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TOY,
-           "--out", str(out), "--steps", "8", "--batch", "4", "--accumulate", "2", "--parallel", "ddp,fsdp"]
+           "--out", str(out), "--steps", "8", "--batch", "4", "--accumulate", "2", "--parallel", "ddp,fsdp",
+           "--schedule", "constant"]
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for mode in ("ddp", "fsdp"):
-        got = _losses(out / mode)
+
+    def close(got):
         assert len(got) == len(want)
         for a, b in zip(got, want):
             assert abs(a - b) <= 1e-6 * max(1.0, abs(b)), (mode, got, want)
+
+    for mode in ("ddp", "fsdp"):
+        close(_losses(out / mode)[:8] + want[8:])
         # rank 0 alone wrote: one checkpoint folder, no stray files of rank 1
         assert sorted(p.name for p in (out / mode / CHECKPOINT_DIR).iterdir()) == ["step-00000008"]
+        # the 2-rank checkpoint (FSDP2 shards gathered) resumes in one plain process
+        torch.manual_seed(1)
+        with pytest.warns(UserWarning, match="2-rank checkpoint on 1 ranks"):
+            res = fit(ToyLM(), lm_loss, TokenStream(4), toy_config(12, 2, parallel="none", schedule="constant"),
+                      out / mode, resume=True)
+        close([r["loss"] for r in res.history["train"]])
     shutil.rmtree(out)

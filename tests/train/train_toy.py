@@ -123,6 +123,7 @@ def main(argv=None):
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--noise", action="store_true")
     p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--schedule", default="cosine")
     a = p.parse_args(argv)
     from beingh0.train import fit, init_distributed
 
@@ -133,7 +134,7 @@ def main(argv=None):
         model = ToyLM(dropout=a.dropout)
         data = TokenStream(a.batch // info.world_size, info.rank, info.world_size)
         fit(model, lambda m, b: lm_loss(m, b, a.sleep, a.noise), data, toy_config(a.steps, a.accumulate, a.lr, mode,
-            ckpt_every=a.ckpt_every), a.out if len(modes) == 1 else f"{a.out}/{mode}")
+            ckpt_every=a.ckpt_every, schedule=a.schedule), a.out if len(modes) == 1 else f"{a.out}/{mode}")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
