@@ -106,12 +106,15 @@ class _Batches:
                 return next(self.it)
             except StopIteration:
                 pass
-        self.it = iter(self.data)
-        try:
-            return next(self.it)
-        except StopIteration:
-            raise UserValueError("the data iterator yields no batches (empty, or a one-shot iterator that ran "
-                                 "out); pass a re-iterable loader or an endless iterator") from None
+        # a resumed loader may sit at the very end of an epoch: its first pass is empty, the next is not
+        for _ in range(2):
+            self.it = iter(self.data)
+            try:
+                return next(self.it)
+            except StopIteration:
+                pass
+        raise UserValueError("the data iterator yields no batches (empty, or a one-shot iterator that ran out); "
+                             "pass a re-iterable loader or an endless iterator")
 
 
 def _train_step(train_model, model, loss_fn, batches, optimizer, scheduler, cfg: TrainConfig, info: DistInfo) -> dict:
