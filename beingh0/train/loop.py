@@ -169,7 +169,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data, config: TrainConfig | None = No
     Args:
         resume: ``"auto"`` continues from the newest complete checkpoint under ``out_dir`` if there
             is one, ``True`` requires one, ``False`` starts afresh (older checkpoints are replaced).
-        evaluate: ``evaluate(model) -> {name: float}``, called on every rank (under no_grad, eval
+        evaluate: ``evaluate(model) -> {name: number or JSON-able value}``, called on every rank (under no_grad, eval
             mode, the run's autocast) every ``eval_every`` steps and at the end; rank 0's result is logged.
         flops_per_token: model training FLOPs per token for MFU (a number or ``f(model)``); default 6 N.
         meta: JSON-able dict saved in every checkpoint's ``meta.json`` (e.g. the model's config,
@@ -242,8 +242,10 @@ def _fit(model, loss_fn, data, cfg, out, info, resume, evaluate, flops_per_token
             rec["mfu"] = fpt * rec["tokens_per_s"] / (peak * info.world_size)
         step += 1
         history["train"].append({"step": step, **rec})
-        out_of_time = cfg.max_seconds is not None and time.perf_counter() - t_loop > cfg.max_seconds
-        out_of_time = all_reduce_sum([float(out_of_time)], info.device)[0] > 0  # one decision for all ranks
+        out_of_time = False
+        if cfg.max_seconds is not None:  # one decision for all ranks
+            over = time.perf_counter() - t_loop > cfg.max_seconds
+            out_of_time = all_reduce_sum([float(over)], info.device)[0] > 0
         last = step == cfg.steps or out_of_time
         if evaluate is not None and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
             history["eval"].append({"step": step, **_evaluate(evaluate, model, cfg, info)})
@@ -281,4 +283,5 @@ def _evaluate(evaluate, model, cfg, info) -> dict:
             res = evaluate(model)
     finally:
         model.train()
-    return {k: float(v) for k, v in (res or {}).items()}
+    # numbers become floats; anything else (e.g. a tokenizer's codebook-usage table) must be JSON-able
+    return {k: float(v) if isinstance(v, (int, float, torch.Tensor)) else v for k, v in (res or {}).items()}

@@ -74,8 +74,8 @@ def test_gradient_checkpointing_is_enabled_and_changes_nothing(tmp_path):
         fit(torch.nn.Linear(2, 2), lm_loss, TokenStream(4), toy_config(1, gradient_checkpointing=True), tmp_path / "c")
 
 
-def test_logs_history_plot_tokens_and_mfu(tmp_path):
-    res = fit(toy(), lm_loss, TokenStream(4), toy_config(4, plots=True, peak_flops=2e9), tmp_path)
+def test_logs_history_plot_progress_bar_tokens_and_mfu(tmp_path, capsys):
+    res = fit(toy(), lm_loss, TokenStream(4), toy_config(4, plots=True, progress=True, peak_flops=2e9), tmp_path)
     rec = res.history["train"][-1]
     assert {"loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu", "acc", "step_s"} <= set(rec)
     n = sum(p.numel() for p in toy().parameters())
@@ -83,7 +83,37 @@ def test_logs_history_plot_tokens_and_mfu(tmp_path):
     assert rec["mfu"] == pytest.approx(6 * n * rec["tokens_per_s"] / 2e9)
     assert json.loads((tmp_path / "history.json").read_text()) == res.history
     assert (tmp_path / "loss.png").stat().st_size > 1000
+    assert "4/4" in capsys.readouterr().err  # tqdm on rank 0
     assert measure_peak_flops(torch.device("cpu"), n=64, seconds=0.02) > 1e6
+
+
+def test_evaluate_meta_and_extra_checkpoint_files(tmp_path):
+    calls = []
+
+    def evaluate(model):
+        calls.append((model.training, torch.is_grad_enabled()))
+        return {"val": torch.tensor(1.5), "usage": [1, 2]}
+
+    def add_file(folder):
+        (folder / "model_config.json").write_text("{}")
+
+    fit(toy(), lm_loss, TokenStream(4), toy_config(5, eval_every=2), tmp_path, evaluate=evaluate,
+        meta={"arch": "toy"}, on_checkpoint=add_file)
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert hist["eval"] == [{"step": s, "val": 1.5, "usage": [1, 2]} for s in (2, 4, 5)]
+    assert calls == [(False, False)] * 3  # eval mode, no grad
+    ck = latest_checkpoint(tmp_path)
+    meta = read_meta(ck)
+    assert meta["meta"] == {"arch": "toy"} and meta["step"] == 5 and "model_config.json" in meta["files"]
+
+
+def test_non_finite_loss_stops_with_a_hint(tmp_path):
+    def bad(model, batch):
+        loss, m = lm_loss(model, batch)
+        return loss * float("nan"), m
+
+    with pytest.raises(RuntimeError, match="lower the learning rate"):
+        fit(toy(), bad, TokenStream(4), toy_config(2), tmp_path)
 
 
 def test_exact_resume_after_time_budget_with_dropout_and_rngs(tmp_path):
