@@ -75,12 +75,11 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sum a few floats over all ranks (float64, one collective)."""
-    if not dist.is_initialized():
-        return [float(v) for v in values]
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+def all_reduce_sum(values, device: torch.device) -> list[float]:
+    """Sum a few numbers (a list or a 1-D tensor) over all ranks in float64, in one collective."""
+    t = torch.as_tensor(values, dtype=torch.float64).to(device)
+    if dist.is_initialized():
+        dist.all_reduce(t)
     return t.tolist()
 
 

@@ -121,8 +121,7 @@ def _train_step(train_model, model, loss_fn, batches, optimizer, scheduler, cfg:
     """One optimizer step over ``cfg.accumulate`` micro-batches. Returns the step's log record."""
     optimizer.zero_grad(set_to_none=True)
     autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    loss_sum = targets = tokens = 0.0
-    extra: dict[str, float] = {}
+    sums: dict[str, torch.Tensor | float] = {"loss": 0.0, "targets": 0.0, "tokens": 0.0}
     for micro in range(cfg.accumulate):
         batch = to_device(batches.next(), info.device)
         with _grad_sync(train_model, micro == cfg.accumulate - 1):
@@ -130,15 +129,21 @@ def _train_step(train_model, model, loss_fn, batches, optimizer, scheduler, cfg:
                 loss, metrics = loss_fn(train_model, batch)
             n = float(metrics.get("targets", 1))
             (loss * n).backward()
-        loss_sum += float(loss.detach()) * n
-        targets += n
-        tokens += float(metrics.get("tokens", 0))
+        # sums stay on the device (no host sync per micro-batch); metrics are weighted by targets
+        sums["loss"] = sums["loss"] + loss.detach().double() * n
+        sums["targets"] += n
+        sums["tokens"] += float(metrics.get("tokens", 0))
         for k, v in metrics.items():
-            if k not in ("targets", "tokens"):
-                extra[k] = extra.get(k, 0.0) + float(v) * n
-    keys = sorted(extra)
-    loss_sum, targets, tokens, *vals = all_reduce_sum([loss_sum, targets, tokens, *(extra[k] for k in keys)],
-                                                       info.device)
+            if k not in ("loss", "targets", "tokens"):  # the loss is logged already
+                v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+                sums[k] = sums.get(k, 0.0) + v * n
+    keys = list(sums)  # same keys on every rank (the loss_fn's contract)
+    totals = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=info.device).reshape(())
+                          for k in keys])
+    totals = dict(zip(keys, all_reduce_sum(totals, info.device)))
+    loss_sum, targets = totals.pop("loss"), totals.pop("targets")
+    if targets <= 0:
+        raise RuntimeError("the global batch has no targets (every micro-batch reported targets=0); check the data")
     if not math.isfinite(loss_sum):
         raise RuntimeError(f"the loss became {loss_sum} at step {scheduler.last_epoch + 1}; lower the learning "
                            f"rate (lr={cfg.lr}) or check the data")
@@ -153,10 +158,11 @@ def _train_step(train_model, model, loss_fn, batches, optimizer, scheduler, cfg:
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step()
+    tokens = totals.pop("tokens")
     rec = {"loss": loss_sum / targets, "lr": lr, "grad_norm": float(norm), "targets": targets}
     if tokens:
         rec["tokens"] = tokens
-    rec.update({k: v / targets for k, v in zip(keys, vals)})
+    rec.update({k: v / targets for k, v in totals.items()})
     return rec
 
 

@@ -115,6 +115,13 @@ def test_non_finite_loss_stops_with_a_hint(tmp_path):
     with pytest.raises(RuntimeError, match="lower the learning rate"):
         fit(toy(), bad, TokenStream(4), toy_config(2), tmp_path)
 
+    def empty(model, batch):
+        loss, m = lm_loss(model, batch)
+        return 0 * loss, dict(m, targets=0)
+
+    with pytest.raises(RuntimeError, match="no targets"):
+        fit(toy(), empty, TokenStream(4), toy_config(2), tmp_path / "b")
+
 
 def test_exact_resume_after_time_budget_with_dropout_and_rngs(tmp_path):
     # dropout (torch RNG) and the noise of lm_loss (python + numpy RNGs) make the curve depend on
