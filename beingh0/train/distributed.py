@@ -104,13 +104,11 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
     """The modules FSDP2 shards one by one: the entries of every ``nn.ModuleList`` (transformer
     blocks, in the usual layout), outermost lists first. Their parameters are gathered only around
     their own forward/backward; the rest of the model is sharded as one unit at the root."""
-    blocks, seen = [], set()
-    for m in model.modules():
-        if isinstance(m, nn.ModuleList) and id(m) not in seen:
-            for b in m:
-                if not any(id(b) == id(x) for x in blocks):
-                    blocks.append(b)
-            seen.update(id(x) for x in m.modules())
+    blocks, inside = [], set()
+    for m in model.modules():  # pre-order: an outer list comes before any list nested in its blocks
+        if isinstance(m, nn.ModuleList) and id(m) not in inside:
+            blocks.extend(m)
+            inside.update(id(x) for x in m.modules())
     return blocks
 
 

@@ -173,3 +173,13 @@ def test_one_shot_data_runs_out_with_a_clear_error(tmp_path):
 
     with pytest.raises(UserValueError, match="yields no batches"):
         fit(toy(), lm_loss, Once(4), toy_config(2), tmp_path)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_bf16_run(tmp_path):
+    m = toy()
+    res = fit(m, lm_loss, TokenStream(8), toy_config(20, device="auto", precision="bf16", peak_flops=None), tmp_path)
+    assert res.info.device.type == "cuda" and next(m.parameters()).is_cuda
+    assert res.history["train"][-1]["loss"] < 0.5 * res.history["train"][0]["loss"]
+    assert 0 < res.history["train"][-1]["mfu"] < 1
