@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from .common import parse_options, parse_size, user_path
 
@@ -27,10 +26,14 @@ def _build(a):
 def _stats(a):
     from ..data.stats import dataset_stats, format_stats, plot_stats
 
-    st = dataset_stats(a.dir, tasks=not a.no_tasks, verify="sha256" if a.verify else "size")
+    st = dataset_stats(a.dir, tasks=not a.no_tasks, verify="sha256" if a.verify else "size", check=not a.no_check)
     print(format_stats(st))
     if a.png:
         print(f"wrote {plot_stats(st, a.png)}")
+    bad = (st.get("corrupt") or {}).get("corrupt", 0)
+    if bad:
+        raise SystemExit(f"beingh0: error: {bad} corrupt episode(s) in {a.dir} (listed above); rebuild those shards "
+                         "or check them with --verify")
 
 
 def _synth(a):
@@ -50,7 +53,7 @@ def _synth(a):
 
 def _show(a):
     from ..core.errors import UserValueError
-    from ..data.show import show_episode
+    from ..data.show import show
 
     frames = None
     if a.frames:
@@ -58,20 +61,7 @@ def _show(a):
             frames = [int(x) for x in a.frames.replace(",", " ").split()]
         except ValueError:
             raise UserValueError(f"--frames takes frame numbers such as '0,5,10', got {a.frames!r}") from None
-    src = Path(a.episode)
-    if src.is_dir():  # a dataset folder: pick the episode by key or position in its index
-        from ..data.shards import load_index
-
-        index = load_index(src)
-        which = a.key if a.key is not None else "0"
-        ep = index.read(int(which) if which.isdigit() else which)
-        out = a.out or src / f"{ep.episode_id}.png"
-    else:
-        if a.key is not None:
-            raise UserValueError("--key selects an episode inside a dataset folder; EPISODE is a single episode file")
-        ep = src
-        out = a.out or src.with_suffix(".png")
-    print(show_episode(ep, out, frames=frames, root=a.root, model_dir=a.model_dir, cols=a.cols))
+    print(show(a.episode, a.out, key=a.key, frames=frames, root=a.root, model_dir=a.model_dir, cols=a.cols))
 
 
 def _balance(a):
@@ -106,10 +96,12 @@ def register(sub) -> None:
     s.set_defaults(fn=_build)
 
     s = data.add_parser("stats", help="counts, hours, per-source/hand/task distribution of a dataset folder (+ PNG)")
-    s.add_argument("dir", type=user_path, help="dataset folder")
+    s.add_argument("dir", type=user_path, help="dataset folder (data build / data synth) or a LeRobot dataset folder")
     s.add_argument("--png", type=user_path, default=None, help="write the distribution charts to this PNG")
     s.add_argument("--no-tasks", action="store_true", help="skip the instruction-task counts (reads every episode header)")
     s.add_argument("--verify", action="store_true", help="hash every shard against the index (reads everything)")
+    s.add_argument("--no-check", action="store_true",
+                   help="skip the per-episode integrity check (headers, arrays, motion sidecars; never the frames)")
     s.set_defaults(fn=_stats)
 
     s = data.add_parser("synth", help="generate synthetic bimanual hand-object episodes (rendered on the CPU, CC0)",
@@ -130,8 +122,8 @@ def register(sub) -> None:
     s.set_defaults(fn=_synth)
 
     s = data.add_parser("show", help="render an episode's frames with projected hand keypoints and captions (PNG grid or mp4)")
-    s.add_argument("episode", type=user_path, help="a dataset folder (data synth / data build) or a single episode .tar (save_episode)")
-    s.add_argument("--key", default=None, help="episode key or position in the dataset's index (default: the first)")
+    s.add_argument("episode", type=user_path, help="a dataset folder (data synth / data build), a LeRobot dataset folder or a single episode .tar")
+    s.add_argument("--key", default=None, help="episode key or position in the dataset's index, or a LeRobot episode index (default: the first)")
     s.add_argument("--out", type=user_path, default=None, help="output .png (grid) or .mp4 (default: EPISODE with .png)")
     s.add_argument("--frames", default=None, help="frame numbers, e.g. '0,5,10' (default: 8 spread frames; all for mp4)")
     s.add_argument("--root", type=user_path, default=None, help="data folder of the source, for episodes whose frames are external videos")
