@@ -27,18 +27,14 @@ from .template import SYSTEM_PROMPTS
 
 __all__ = ["tiny_tokenizer", "training_corpus", "wrap_tokenizer"]
 
-#: What the synthetic scenes' objects are called in the captions (beingh0.data.synth.scene.make_object).
-_NOUNS = ("cup", "mug", "bottle", "can", "jar", "lid", "box", "block", "ball", "bowl", "plate", "button", "object")
-
-
 def training_corpus() -> list[str]:
     """The BPE's training text: every instruction template with its fields filled, every caption
     phrase with every colour + noun, and the system prompts (deterministic order)."""
     from ..data.instructions import TEMPLATES, duration_words, hand_words
-    from ..data.synth.language import _T as PHRASES  # the caption phrase table (see report: a public name is wanted)
-    from ..data.synth.scene import COLORS
+    from ..data.synth.language import PHRASES
+    from ..data.synth.scene import COLORS, NOUNS
 
-    objects = [f"the {c} {n}" for c, n in itertools.product(COLORS, _NOUNS)]
+    objects = [f"the {c} {n}" for c, n in itertools.product(COLORS, NOUNS + ("object",))]
     dirs = ("to the right", "to the left", "upward", "downward", "away from the camera", "toward the camera", "a little")
     phrases: list[str] = []
     for i, (imperative, descriptive) in enumerate(PHRASES.values()):

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..episode import TextAnnotations, TextSegment
 
-# (imperative, descriptive) templates; {o} object, {d} destination, {h} hand ("left"/"right")
-_T = {
+#: Caption phrases per motion phase: (imperative, descriptive) templates; {o} object, {d} destination,
+#: {h} hand ("left"/"right"), {dir} a direction. Also the text the tiny VLA's BPE is trained on.
+PHRASES = {
     "reach": (["reach for {o}", "move your {h} hand toward {o}", "go for {o}", "reach out to {o}"],
               ["reaches toward {o}", "moves toward {o} with the fingers open", "approaches {o}", "reaches out for {o}"]),
     "grasp:power": (["grab {o}", "grasp {o} firmly", "wrap your fingers around {o}", "take hold of {o}"],
@@ -97,11 +98,11 @@ class Describer:
 
     def imperative(self, ph) -> str:
         k, fill = self._key(ph)
-        return _pick(self.rng, _T[k][0]).format(**fill)
+        return _pick(self.rng, PHRASES[k][0]).format(**fill)
 
     def descriptive(self, ph) -> str:
         k, fill = self._key(ph)
-        return _pick(self.rng, _T[k][1]).format(**fill)
+        return _pick(self.rng, PHRASES[k][1]).format(**fill)
 
 
 def _join(parts: list[str]) -> str:

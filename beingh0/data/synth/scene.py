@@ -26,6 +26,10 @@ COLORS = {
 }
 
 #: Skin tones (RGB 0..1), light to dark; each episode jitters one.
+#: Every noun the synthetic scenes call an object by (``SceneObject.noun``; the captions use them).
+NOUNS = ("cup", "mug", "bottle", "can", "jar", "lid", "box", "carton", "package", "block", "cube", "ball", "bowl",
+         "plate", "button")
+
 SKIN_TONES = np.array([
     (0.96, 0.80, 0.69), (0.92, 0.72, 0.58), (0.85, 0.64, 0.50), (0.76, 0.55, 0.40),
     (0.62, 0.43, 0.30), (0.48, 0.32, 0.22), (0.36, 0.24, 0.17),
