@@ -381,6 +381,9 @@ class ResumableLoader:
         if self._dl is None:  # one DataLoader for the loader's life: persistent workers keep their caches
             kw = dict(self.loader_kwargs)
             kw.setdefault("collate_fn", collate)
+            # the loader's own generator: a DataLoader otherwise draws its workers' base seed from the
+            # global torch RNG at every iter(), so a resumed run would shift every later random draw
+            kw.setdefault("generator", torch.Generator())
             if self.num_workers > 0:
                 kw.setdefault("persistent_workers", True)
             self._dl = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,

@@ -191,3 +191,17 @@ def test_reiterating_after_break_resumes_exactly(ds_root, workers):
     assert sorted(nxt) == list(range(n)) and nxt != ref and c.state_dict()["epoch"] == 2
     c.set_epoch(0)  # an explicit restart
     assert c.state_dict()["position"] == 0 and _ids(c) == ref
+
+
+def test_iterating_leaves_the_global_rng_alone(ds_root):
+    """The loader has its own DataLoader generator: iterating never draws from torch's global RNG
+    (else a resumed run, which iterates a different number of times, would shift every later draw)."""
+    ds = ShardDataset(ds_root, kind="motion")
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        loader = ResumableLoader(ds, batch_size=5, seed=2, num_workers=workers)
+        for _ in range(2):
+            _ids(loader)
+        assert torch.equal(torch.rand(3), want)
