@@ -129,21 +129,31 @@ def hand_features(params: dict, spec="D162", side: str | Sequence[str] = "right"
     if hp.shape[:-1] != lead or tr.shape[:-1] != lead:
         raise ValueError(f"global_orient, hand_pose and trans need the same leading shape, got "
                          f"{tuple(go.shape)}, {tuple(hp.shape)}, {tuple(tr.shape)}")
-    R = axis_angle_to_matrix(go)                           # (..., T, 3, 3)
+    has_ref = "ref_global_orient" in p or "ref_trans" in p
+    if has_ref and ("ref_global_orient" not in p or "ref_trans" not in p):
+        raise ValueError("pass both ref_global_orient and ref_trans (the reference frame), or neither")
+    # every axis-angle -> matrix of this call in ONE batched conversion (per-call overhead dominates
+    # at loader sizes): the wrist rotations, the finger rotations (6D specs) and the reference
+    parts = [go.reshape(-1, 3)]
+    if spec.rot != "aa":
+        parts.append(hp.reshape(-1, 3))
+    if has_ref:
+        ref_go = p["ref_global_orient"].to(go.dtype)
+        parts.append(ref_go.reshape(-1, 3))
+    mats = axis_angle_to_matrix(torch.cat(parts)).split([x.shape[0] for x in parts])
+    R = mats[0].reshape(*lead, 3, 3)                       # (..., T, 3, 3)
     J = p.get("joints")
-    if "ref_global_orient" in p or "ref_trans" in p:
-        if "ref_global_orient" not in p or "ref_trans" not in p:
-            raise ValueError("pass both ref_global_orient and ref_trans (the reference frame), or neither")
-        RrefT = axis_angle_to_matrix(p["ref_global_orient"].to(go.dtype)).transpose(-1, -2)[..., None, :, :]
+    if has_ref:
+        RrefT = mats[-1].reshape(*ref_go.shape[:-1], 3, 3).transpose(-1, -2)[..., None, :, :]
         R = RrefT @ R
         tr = ((tr - p["ref_trans"].to(go.dtype)[..., None, :])[..., None, :] @ RrefT.transpose(-1, -2))[..., 0, :]
         if J is not None:
             J = J.to(go.dtype) @ RrefT.transpose(-1, -2)
     blocks = []
     if spec.rot == "aa":
-        blocks += [hp, matrix_to_axis_angle(R) if "ref_global_orient" in p else go]
+        blocks += [hp, matrix_to_axis_angle(R) if has_ref else go]
     else:
-        hpR = axis_angle_to_matrix(hp.reshape(*lead, NUM_FINGER_JOINTS, 3))
+        hpR = mats[1].reshape(*lead, NUM_FINGER_JOINTS, 3, 3)
         blocks += [matrix_to_6d(hpR).reshape(*lead, NUM_FINGER_JOINTS * 6), matrix_to_6d(R)]
     blocks.append(tr)
     if spec.has_betas:
