@@ -52,5 +52,5 @@ def register(sub) -> None:
     add_config_args(s, JobConfig, title="job options (beingh0.vla.pretrain.JobConfig)")
     add_config_args(s, DataConfig, title="sample options (beingh0.vla.data.DataConfig)")
     add_config_args(s, LossConfig, title="loss options (beingh0.vla.loss.LossConfig)")
-    add_config_args(s, TrainConfig, defaults=PRETRAIN_TRAIN, title="training options (beingh0.train.TrainConfig)")
+    add_config_args(s, TrainConfig, defaults=PRETRAIN_TRAIN, exclude=("version",), title="training options (beingh0.train.TrainConfig)")
     s.set_defaults(fn=_pretrain)
