@@ -29,7 +29,7 @@ from ..core.errors import UserFileError, UserValueError
 from ..train import TrainConfig, fit, init_distributed
 from .config import PRESETS
 from .data import DataConfig, PretrainCollator, PretrainDataset, target_counts
-from .loss import LossConfig, PretrainModel, fit_loss, pretrain_loss
+from .loss import LossConfig, PretrainModel, fit_loss
 
 __all__ = ["JobConfig", "PRETRAIN_TRAIN", "pretrain_command", "unigram_entropy", "TRAIN_SEED", "VAL_SEED"]
 
@@ -133,7 +133,7 @@ def evaluate_dataset(model: PretrainModel, dataset: PretrainDataset, collate: Pr
     tot, targets, hits, motion = 0.0, 0, 0.0, 0.0
     for a in range(0, min(n, len(dataset)), batch_size):
         batch = to_device(collate(dataset.__getitems__(range(a, min(a + batch_size, n, len(dataset))))), device)
-        loss, m = pretrain_loss(model.vla, batch, model.cfg, motion_range=model.motion_range, train=False)
+        loss, m = model(batch, train=False)  # through forward: FSDP2 gathers the root's parameters there
         tot += float(loss) * m["targets"]
         targets += m["targets"]
         hits += m["motion_acc"] * m["motion_targets"]
@@ -243,9 +243,15 @@ def pretrain_command(out_dir, data=None, *, tokenizer=None, init=None, val_data=
     res = fit(model, fit_loss, loader, train, out, evaluate=evaluate, flops_per_token=_flops_per_token, meta=meta)
     rep = {"steps": res.step, "stopped": res.stopped, "tokenizer": fp, "train_samples": len(train_ds),
            "heldout_samples": len(val_ds) if val_ds is not None else 0}
+    sharded = info.world_size > 1 and train.parallel == "fsdp"
+    if sharded:  # FSDP2 turned the parameters into shards: the final numbers come from the checkpoint's full state
+        vla = _build_vla(job, init, tok.layout, seed)
+        sd = torch.load(res.checkpoint / "model.pt", map_location="cpu", weights_only=True)
+        vla.model.load_state_dict({k[len("vla."):]: v for k, v in sd.items()})
+        model = PretrainModel(vla.model, loss, model.motion_range).to(res.info.device)
     if info.is_main:
         vla.save_pretrained(out / "model")
-        device = next(model.parameters()).device
+        device = res.info.device
         model.eval()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16"):
             rep["train"] = evaluate_dataset(model, train_ds, collate, job.eval_samples, job.batch_size, device)
@@ -259,4 +265,6 @@ def pretrain_command(out_dir, data=None, *, tokenizer=None, init=None, val_data=
         if report:
             print(f"pretrained {job.preset} to step {res.step} ({res.stopped}) -> {out / 'model'}; curves {out / 'loss.png'}")
             print(format_report(rep))
+    if info.world_size > 1:
+        torch.distributed.barrier()
     return rep

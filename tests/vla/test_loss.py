@@ -14,7 +14,7 @@ from .conftest import random_motion
 
 def _direct(hidden, weight, targets, restrict, lo, hi, filt):
     """Loop-by-loop reference: log-softmax over the allowed logits, percentiles by numpy order statistics."""
-    losses, keep_t = [], []
+    losses = []
     for i in range(hidden.shape[0]):
         if targets[i] == -100:
             continue
