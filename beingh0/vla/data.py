@@ -232,11 +232,12 @@ class PretrainDataset(torch.utils.data.Dataset):
         return [self.build(int(i) % N, int(i) // N) for i in ids]
 
 
-def target_counts(dataset: PretrainDataset, vocab_size: int) -> torch.Tensor:
-    """(vocab_size,) counts of every target token over the dataset's items (image-free builds: the
-    targets do not depend on the image). Its entropy is the unigram baseline of the loss."""
+def target_counts(dataset: PretrainDataset, vocab_size: int, limit: int | None = None) -> torch.Tensor:
+    """(vocab_size,) counts of every target token over the dataset's items (the first ``limit``;
+    image-free builds: the targets do not depend on the image). Its entropy is the unigram baseline
+    of the loss."""
     counts = torch.zeros(vocab_size, dtype=torch.float64)
-    for i in range(len(dataset)):
+    for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
         lab = dataset.build(i, image=False)["labels"]
         t = lab[lab != IGNORE_INDEX]
         counts += torch.bincount(t, minlength=vocab_size).double()[:vocab_size]

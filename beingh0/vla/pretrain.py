@@ -63,7 +63,11 @@ class JobConfig:
     tokenizer_steps: int = field(default=150, metadata={"ge": 1})
     """Without --tokenizer: steps of the quick tiny motion tokenizer trained on the training folder."""
     eval_samples: int = field(default=64, metadata={"ge": 1})
-    """Held-out samples scored by each evaluation."""
+    """Held-out samples scored by each evaluation during training."""
+    report_samples: int = field(default=2048, metadata={"ge": 1})
+    """Held-out samples scored for the final report (the first ones)."""
+    baseline_samples: int = field(default=20000, metadata={"ge": 1})
+    """Training samples whose targets give the unigram baseline (the first ones of the table)."""
 
     def __post_init__(self):
         validate_config(self)
@@ -141,13 +145,13 @@ def evaluate_dataset(model: PretrainModel, dataset: PretrainDataset, collate: Pr
     return {"loss": tot / max(targets, 1), "motion_acc": hits / max(motion, 1.0), "targets": targets}
 
 
-def _baseline(dataset: PretrainDataset, vocab, cache: Path) -> dict:
-    key = dataset.fingerprint()
+def _baseline(dataset: PretrainDataset, vocab, cache: Path, limit: int) -> dict:
+    key = f"{dataset.fingerprint()}:{limit}"
     if cache.is_file():
         d = json.loads(cache.read_text())
         if d.get("fingerprint") == key:
             return d
-    counts = target_counts(dataset, vocab.stop)
+    counts = target_counts(dataset, vocab.stop, limit)
     lo, hi = vocab.offset, vocab.offset + vocab.num_motion
     mc = counts[lo:hi]
     d = {"fingerprint": key, "unigram_entropy": unigram_entropy(counts), "targets": int(counts.sum()),
@@ -255,9 +259,9 @@ def pretrain_command(out_dir, data=None, *, tokenizer=None, init=None, val_data=
         model.eval()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16"):
             rep["train"] = evaluate_dataset(model, train_ds, collate, job.eval_samples, job.batch_size, device)
-            rep["heldout"] = (evaluate_dataset(model, val_ds, collate, len(val_ds), job.batch_size, device)
+            rep["heldout"] = (evaluate_dataset(model, val_ds, collate, job.report_samples, job.batch_size, device)
                               if val_ds is not None else None)
-        rep["baseline"] = _baseline(train_ds, vocab, out / "baseline.json")
+        rep["baseline"] = _baseline(train_ds, vocab, out / "baseline.json", job.baseline_samples)
         last = res.history["train"][-1] if res.history["train"] else {}
         rep["last_step"] = {k: last.get(k) for k in ("loss", "tokens_per_s", "mfu", "motion_acc")}
         rep["seconds"] = time.perf_counter() - t0
