@@ -34,6 +34,8 @@ from .loss import LossConfig, PretrainModel, fit_loss
 __all__ = ["JobConfig", "PRETRAIN_TRAIN", "pretrain_command", "unigram_entropy", "TRAIN_SEED", "VAL_SEED"]
 
 TRAIN_SEED, VAL_SEED = 1, 2
+#: JobConfig fields a resumed run may change (they do not change what is trained).
+JOB_MAY_CHANGE = frozenset({"num_workers", "eval_samples", "report_samples", "baseline_samples"})
 
 #: Training defaults of the pretraining job (a CPU-sized tiny run; the fields of ``TrainConfig``).
 PRETRAIN_TRAIN = TrainConfig(steps=2000, lr=1e-3, warmup_steps=20, min_lr_ratio=0.1, weight_decay=0.1,
@@ -235,7 +237,10 @@ def pretrain_command(out_dir, data=None, *, tokenizer=None, init=None, val_data=
     if ck is not None:
         old = read_meta(ck).get("meta") or {}
         for k in ("job", "data", "loss", "tokenizer"):
-            if k in old and json.loads(json.dumps(old[k])) != json.loads(json.dumps(meta[k])):
+            a, b = json.loads(json.dumps(old.get(k))), json.loads(json.dumps(meta[k]))
+            if k == "job" and isinstance(a, dict):  # how the job runs and reports may change on resume
+                a, b = ({f: v for f, v in d.items() if f not in JOB_MAY_CHANGE} for d in (a, b))
+            if k in old and a != b:
                 raise UserValueError(f"resume: {out} was trained with other {k} settings ({old[k]} vs {meta[k]}); pass the "
                                      "same options or another --out")
     eval_ds = val_ds if val_ds is not None else train_ds
@@ -244,6 +249,15 @@ def pretrain_command(out_dir, data=None, *, tokenizer=None, init=None, val_data=
         r = evaluate_dataset(m, eval_ds, collate, job.eval_samples, job.batch_size, next(m.parameters()).device)
         return {"eval_loss": r["loss"], "eval_motion_acc": r["motion_acc"]}
 
+    if train.peak_flops is None:
+        # beingh0.train measures a CPU's matmul peak with torch.randn on the global RNG, once per process:
+        # a resumed process would draw it between two steps the original ran back to back, shifting the
+        # masking draws. Measured here without touching the global RNG, and passed on.
+        from ..train import peak_flops
+
+        cuda = [info.device.index or 0] if info.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            train = replace(train, peak_flops=peak_flops(info.device, train.precision)[0])
     res = fit(model, fit_loss, loader, train, out, evaluate=evaluate, flops_per_token=_flops_per_token, meta=meta)
     rep = {"steps": res.step, "stopped": res.stopped, "tokenizer": fp, "train_samples": len(train_ds),
            "heldout_samples": len(val_ds) if val_ds is not None else 0}
