@@ -1,4 +1,4 @@
-"""``beingh0 bench {mano,grq,warp,data}``: kernels and the loader against their anchors (beingh0.benchmark)."""
+"""``beingh0 bench {mano,grq,warp,data,pretrain}``: kernels and the loader against their anchors (beingh0.benchmark)."""
 from __future__ import annotations
 
 from .common import parse_size, user_path
@@ -33,6 +33,14 @@ def _bench_data(a):
 
     run_data_bench(episodes=a.episodes, seconds=a.seconds, workers=a.workers, kinds=a.kinds, batch=a.batch,
                    min_time_s=a.min_time, repeats=a.repeats, json_path=a.json)
+
+
+def _bench_pretrain(a):
+    from ..benchmark.pretrain import run_pretrain_bench
+
+    run_pretrain_bench(device=a.device, config=a.config, batch=a.batch, seq_len=a.seq_len, precision=a.precision,
+                       repeats=a.repeats, json_path=a.json, threads=a.threads, baseline=not a.no_baseline,
+                       gradient_checkpointing=a.gradient_checkpointing)
 
 
 def register(sub) -> None:
@@ -96,3 +104,16 @@ def register(sub) -> None:
     s.add_argument("--repeats", type=int, default=3, help="timed runs per case; the median is reported (default: 3)")
     s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
     s.set_defaults(fn=_bench_data)
+
+    s = bench.add_parser("pretrain", help="VLA pretraining step: tokens/s and MFU (ours vs transformers' full-logits loss)")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
+    s.add_argument("--config", choices=["tiny", "1b", "8b", "14b"], default="tiny", help="preset, random init (default: tiny)")
+    s.add_argument("--batch", type=int, default=None, help="sequences per step (default: 8 tiny, 4 otherwise)")
+    s.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: 512 tiny, 4096 otherwise)")
+    s.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="(default: bf16 on cuda, fp32 on cpu)")
+    s.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass")
+    s.add_argument("--no-baseline", action="store_true", help="skip the transformers-loss anchor")
+    s.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    s.add_argument("--repeats", type=int, default=None, help="timed steps (default: adaptive)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_pretrain)

@@ -1,4 +1,4 @@
-"""``beingh0 data {build,stats,synth,show,balance}``: UniHand data (beingh0.data, balancing from beingh0.align)."""
+"""``beingh0 data {build,stats,synth,show,tokenize,balance}``: UniHand data (beingh0.data, balancing from beingh0.align)."""
 from __future__ import annotations
 
 import dataclasses
@@ -62,6 +62,17 @@ def _show(a):
         except ValueError:
             raise UserValueError(f"--frames takes frame numbers such as '0,5,10', got {a.frames!r}") from None
     print(show(a.episode, a.out, key=a.key, frames=frames, root=a.root, model_dir=a.model_dir, cols=a.cols))
+
+
+def _tokenize(a):
+    from ..data.tokenize import tokenize_dataset
+    from ..tokenizer.io import load_tokenizer
+
+    tok = load_tokenizer(a.tokenizer)
+    for d in a.dirs:
+        r = tokenize_dataset(d, tok, batch_size=a.batch_size, progress=not a.quiet, force=a.force)
+        print(f"{d}: motion ids of {r['windows']} windows in {r['folder']} (tokenizer {r['fingerprint']}; "
+              f"{r['encoded']} shard(s) encoded, {r['skipped']} already done)")
 
 
 def _balance(a):
@@ -130,6 +141,17 @@ def register(sub) -> None:
     s.add_argument("--model-dir", type=user_path, default=None, help="folder with MANO_RIGHT.pkl/MANO_LEFT.pkl (default: the embedded hand)")
     s.add_argument("--cols", type=int, default=4, help="grid columns for PNG output (default: 4)")
     s.set_defaults(fn=_show)
+
+    s = data.add_parser("tokenize", help="motion ids of every usable 1-second window (sidecar next to the shards, for the VLA)",
+                        description="Encode every usable 1-second window of every hand with a motion tokenizer, in batches, "
+                                    "into DIR/motion_ids/<tokenizer fingerprint>/ (one file per shard, recorded in "
+                                    "manifest.json). Resumable and idempotent: shards already done are skipped.")
+    s.add_argument("dirs", nargs="+", type=user_path, metavar="DIR", help="dataset folders (data build / data synth)")
+    s.add_argument("--tokenizer", type=user_path, required=True, metavar="CKPT", help="motion tokenizer folder (tokenizer train --out DIR/tokenizer)")
+    s.add_argument("--batch-size", type=int, default=256, help="windows per encode call (default: 256)")
+    s.add_argument("--force", action="store_true", help="re-encode every shard")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=_tokenize)
 
     s = data.add_parser(
         "balance", help="view-invariant balancing of hand positions across sources: table + before/after PNG",

@@ -3,7 +3,9 @@
 Layers: :mod:`.config` (presets), :mod:`.text_tokenizer` (the tiny preset's BPE), :mod:`.vocab`
 (motion tokens <-> motion ids), :mod:`.tiling` (dynamic tiling by ``warp_align``), :mod:`.template`
 (chat template), :mod:`.processor` (training sequences with labels), :mod:`.model` (:class:`VLA`:
-build, load, save). Pretraining loss, decoding and evaluation build on these.
+build, load, save), :mod:`.data` (the pretraining dataset over tokenized folders), :mod:`.loss`
+(``pretrain_loss``: logit masking, loss filtering), :mod:`.pretrain` (the ``beingh0 pretrain`` job).
+Decoding and evaluation build on these.
 """
 from .config import PRESETS, vla_config
 from .model import VLA
