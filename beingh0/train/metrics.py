@@ -39,12 +39,16 @@ def measure_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32,
     device and dtype): the achievable peak that a CPU MFU is measured against."""
     key = (str(device), dtype, n)
     if key not in _MEASURED:
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
+        # a local generator: measuring must never move the global RNG (exact resume depends on it)
+        g = torch.Generator(device=device).manual_seed(0)
+        a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+        b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
         best, t_end = float("inf"), time.perf_counter() + seconds
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         (a @ b), sync()  # warm-up
-        while time.perf_counter() < t_end:
+        runs = 0
+        while runs < 3 or time.perf_counter() < t_end:  # at least 3 timed runs, however busy the machine
+            runs += 1
             t = time.perf_counter()
             (a @ b), sync()
             best = min(best, time.perf_counter() - t)

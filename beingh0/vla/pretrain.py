@@ -249,15 +249,6 @@ def pretrain_command(out_dir, data=None, *, tokenizer=None, init=None, val_data=
         r = evaluate_dataset(m, eval_ds, collate, job.eval_samples, job.batch_size, next(m.parameters()).device)
         return {"eval_loss": r["loss"], "eval_motion_acc": r["motion_acc"]}
 
-    if train.peak_flops is None:
-        # beingh0.train measures a CPU's matmul peak with torch.randn on the global RNG, once per process:
-        # a resumed process would draw it between two steps the original ran back to back, shifting the
-        # masking draws. Measured here without touching the global RNG, and passed on.
-        from ..train import peak_flops
-
-        cuda = [info.device.index or 0] if info.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            train = replace(train, peak_flops=peak_flops(info.device, train.precision)[0])
     res = fit(model, fit_loss, loader, train, out, evaluate=evaluate, flops_per_token=_flops_per_token, meta=meta)
     rep = {"steps": res.step, "stopped": res.stopped, "tokenizer": fp, "train_samples": len(train_ds),
            "heldout_samples": len(val_ds) if val_ds is not None else 0}

@@ -183,3 +183,13 @@ def test_cuda_bf16_run(tmp_path):
     assert res.info.device.type == "cuda" and next(m.parameters()).is_cuda
     assert res.history["train"][-1]["loss"] < 0.5 * res.history["train"][0]["loss"]
     assert 0 < res.history["train"][-1]["mfu"] < 1
+
+
+def test_measuring_the_peak_leaves_the_global_rng_alone():
+    from beingh0.train.metrics import measure_peak_flops
+
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    assert measure_peak_flops(torch.device("cpu"), n=48, seconds=0.0) > 0  # timed at least 3 times, even with no time
+    assert torch.equal(torch.rand(3), want)
