@@ -247,3 +247,10 @@ class MotionTokenizer(nn.Module):
 
     def quantizers(self):
         return {n: p.quantizer for n, p in self.parts.items()}
+
+    @torch.no_grad()
+    def update_codebooks(self) -> None:
+        """Apply every quantizer's recorded training statistics (EMA, usage, dead-code restart):
+        once per optimizer step, after it (see ``GroupedResidualVQ.update``)."""
+        for q in self.quantizers().values():
+            q.update()

@@ -72,10 +72,12 @@ def test_kmeans_init_and_ema_reduce_quantization_error():
     q.train()
     out, codes, commit = q(x)
     assert bool(q.initialized)
+    q.update()
     after = (q.decode(q.encode(x)) - x).pow(2).mean()
     assert after < 0.05 * before
     for _ in range(5):
         q(data(512))
+        q.update()
     assert (q.decode(q.encode(x)) - x).pow(2).mean() < 0.02
     assert commit.item() > 0
 
@@ -98,6 +100,7 @@ def test_dead_code_restart_revives_unused_codes():
     x = torch.randn(256, 4)
     for _ in range(4):
         q(x)
+        assert q.update()
     assert int(q.restarts.sum()) > 0
     util, _ = code_stats(torch.bincount(q.encode(x).flatten(), minlength=32)[None])
     assert util.item() > 0.5
@@ -119,7 +122,8 @@ def test_inference_encode_reuses_prepared_codebooks_until_they_change():
     _, codes, _ = q(x)                                     # eval forward takes the same path
     assert torch.equal(codes, ref)
     q.train()
-    q(x)                                                   # a training step updates the codebooks in place
+    q(x)
+    q.update()                                             # a training step updates the codebooks in place
     assert q.prepared() is not p
     q.eval()
     assert torch.equal(q.encode(x), quantize_indices(x, q.codebooks, backend="reference"))
