@@ -110,13 +110,6 @@ class MotionTokenizer(nn.Module):
     def norm(self) -> NormStats:
         return NormStats(self.norm_mean.cpu(), self.norm_std.cpu(), self.norm_floor)
 
-    def set_norm(self, norm: NormStats) -> None:
-        if norm.dim != self.spec.dim:
-            raise ValueError(f"NormStats has {norm.dim} dims, expected {self.spec.dim}")
-        self.norm_mean.copy_(norm.mean)
-        self.norm_std.copy_(norm.std)
-        self.norm_floor = norm.floor
-
     def normalize(self, x):
         return (x - self.norm_mean.to(x)) / self.norm_std.to(x)
 

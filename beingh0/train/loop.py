@@ -235,7 +235,7 @@ def _fit(model, loss_fn, data, cfg, out, info, resume, evaluate, flops_per_token
     fpt = flops_per_token(model) if callable(flops_per_token) else flops_per_token
     fpt = flops_per_token_6n(model) if fpt is None else float(fpt)  # counted before FSDP shards the model
     train_model, optimizer, scheduler, step, history, ck = _setup(model, data, cfg, out, info, resume)
-    peak = cfg.peak_flops or peak_flops(info.device, cfg.precision)[0]
+    peak = cfg.peak_flops  # measured on first use: a loss_fn that reports no tokens needs none
     bar = None
     if info.is_main and cfg.progress and step < cfg.steps:
         from tqdm.auto import tqdm
@@ -254,6 +254,7 @@ def _fit(model, loss_fn, data, cfg, out, info, resume, evaluate, flops_per_token
         rec["step_s"] = time.perf_counter() - t_step
         if "tokens" in rec:
             rec["tokens_per_s"] = rec["tokens"] / rec["step_s"]
+            peak = peak or peak_flops(info.device, cfg.precision)[0]
             rec["mfu"] = fpt * rec["tokens_per_s"] / (peak * info.world_size)
         step += 1
         history["train"].append({"step": step, **rec})

@@ -2,7 +2,6 @@
 use, resume is exact (also after a crash at any point of the checkpoint swap), save/load
 round-trips, malformed tokenizer files get clear errors before anything big is allocated."""
 import json
-import os
 
 import numpy as np
 import pytest
