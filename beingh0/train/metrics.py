@@ -44,8 +44,8 @@ def measure_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32,
         best, t_end = float("inf"), time.perf_counter() + seconds
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         (a @ b), sync()  # warm-up
-        while time.perf_counter() < t_end:
-            t = time.perf_counter()
+        while best == float("inf") or time.perf_counter() < t_end:  # at least one timed call (a loaded
+            t = time.perf_counter()                                   # machine may spend the budget warming up)
             (a @ b), sync()
             best = min(best, time.perf_counter() - t)
         _MEASURED[key] = 2.0 * n ** 3 / best
