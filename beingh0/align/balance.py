@@ -34,11 +34,13 @@ the identity (``shrink``, ``shrink_rounds``); the identity is the last resort an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 
+from ..core.config import validate_config
+from ..core.errors import UserValueError
 from ..core.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .camera import OFFICIAL_TARGET, TargetCamera
 from .geometry import apply_affine, model_from_frame_matrix
@@ -51,48 +53,41 @@ __all__ = ["BalanceConfig", "BalanceParams", "HandState", "balance_affine", "tra
 class BalanceConfig:
     """Ranges and rules of view-invariant balancing. Metres, radians, model-input pixels."""
 
-    scale_range: tuple[float, float] = (0.8, 1.25)
+    scale_range: tuple[float, float] = field(default=(0.8, 1.25), metadata={"gt": 0})
     """Depth scale s, drawn log-uniformly (so s and 1/s are equally likely). The paper gives no numbers;
     beyond ~1.3 the rigid-hand parallax residual passes a few pixels at 448 px."""
-    angle_range: tuple[float, float] = (-math.pi / 6, math.pi / 6)
+    angle_range: tuple[float, float] = field(default=(-math.pi / 6, math.pi / 6), metadata={"ge": -math.pi, "le": math.pi})
     """In-plane rotation in radians, drawn uniformly (paper: uniformly sampled angle)."""
-    depth_range: tuple[float, float] = (0.15, 1.5)
+    depth_range: tuple[float, float] = field(default=(0.15, 1.5), metadata={"gt": 0})
     """Plausible wrist depth z after the move, metres (arm's reach for egocentric views)."""
-    margin_px: float = 4.0
+    margin_px: float = field(default=4.0, metadata={"ge": 0})
     """Keypoints visible before the move must lie at least this far inside the model input after it."""
-    hand_radius: float = 0.10
+    hand_radius: float = field(default=0.10, metadata={"ge": 0})
     """Metres; without keypoints, a sphere of this radius about the wrist stands in for the hand."""
-    max_parallax_px: float = 3.0
+    max_parallax_px: float = field(default=3.0, metadata={"gt": 0, "finite": False})
     """Upper bound on the rigid-hand parallax residual of depth scaling, model-input pixels (inf: off)."""
-    max_tries: int = 16
+    max_tries: int = field(default=16, metadata={"ge": 1})
     """Draws per round before the ranges shrink."""
-    shrink: float = 0.5
+    shrink: float = field(default=0.5, metadata={"gt": 0, "lt": 1})
     """Factor applied to the ranges (towards the identity) after a failed round."""
-    shrink_rounds: int = 3
+    shrink_rounds: int = field(default=3, metadata={"ge": 0})
     """Rounds of shrinking before falling back to the identity."""
 
     def __post_init__(self):
+        validate_config(self)
+        # what field metadata cannot say: where each range sits relative to the identity
         problems = []
         lo, hi = self.scale_range
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= 1 <= hi):
-            problems.append(f"scale_range must satisfy 0 < lo <= 1 <= hi, got {self.scale_range}")
+        if not lo <= 1 <= hi:
+            problems.append(f"scale_range={self.scale_range} must satisfy lo <= 1 <= hi")
         lo, hi = self.angle_range
-        if not (math.isfinite(lo) and math.isfinite(hi) and -math.pi <= lo <= 0 <= hi <= math.pi):
-            problems.append(f"angle_range must satisfy -pi <= lo <= 0 <= hi <= pi (radians), got {self.angle_range}")
+        if not lo <= 0 <= hi:
+            problems.append(f"angle_range={self.angle_range} must satisfy lo <= 0 <= hi (radians)")
         lo, hi = self.depth_range
-        if not (0 < lo < hi):
-            problems.append(f"depth_range must satisfy 0 < z_min < z_max (metres), got {self.depth_range}")
-        if not self.margin_px >= 0:
-            problems.append(f"margin_px must be >= 0, got {self.margin_px}")
-        if not self.hand_radius >= 0:
-            problems.append(f"hand_radius must be >= 0 metres, got {self.hand_radius}")
-        if not self.max_parallax_px > 0:
-            problems.append(f"max_parallax_px must be > 0 (math.inf disables the rule), got {self.max_parallax_px}")
-        if self.max_tries < 1 or self.shrink_rounds < 0 or not 0 < self.shrink < 1:
-            problems.append(f"need max_tries >= 1, shrink_rounds >= 0, 0 < shrink < 1; got {self.max_tries}, "
-                            f"{self.shrink_rounds}, {self.shrink}")
+        if not lo < hi:
+            problems.append(f"depth_range={self.depth_range} must satisfy z_min < z_max (metres)")
         if problems:
-            raise ValueError("invalid BalanceConfig: " + "; ".join(problems))
+            raise UserValueError("invalid BalanceConfig: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, d: dict) -> "BalanceConfig":
@@ -100,7 +95,7 @@ class BalanceConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown BalanceConfig keys {sorted(unknown)}; known: {sorted(known)}")
+            raise UserValueError(f"unknown BalanceConfig keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 

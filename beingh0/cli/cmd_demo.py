@@ -7,7 +7,7 @@ HELP = "main job: synthesise UniHand motion, train the motion tokenizer within a
 
 
 def _demo(a):
-    from ..tokenizer.quickstart import quickstart
+    from ..train.tokenizer import quickstart
 
     quickstart(a.out, minutes_budget=a.minutes, seed=a.seed, data_dir=a.data_dir or default_data_dir(),
                episodes=a.episodes)

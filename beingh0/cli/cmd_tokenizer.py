@@ -18,14 +18,14 @@ def _train(a):
     from ..core.config import config_from_args, given
     from ..core.errors import UserValueError
     from ..tokenizer.config import TokenizerConfig
-    from ..tokenizer.quickstart import train_command
+    from ..train.tokenizer import train_command
     from ..tokenizer.train import TrainConfig
 
     overrides = given(a, TokenizerConfig)
     preset = a.config or PRESET
     if a.resume and (overrides or a.config is not None):
         flags = ["--config"] * (a.config is not None) + ["--" + n.replace("_", "-") for n in sorted(overrides)]
-        raise UserValueError(f"--resume takes the architecture from DIR/checkpoint; drop {', '.join(flags)}")
+        raise UserValueError(f"--resume takes the architecture from the last checkpoint (DIR/checkpoints/step-N); drop {', '.join(flags)}")
     # the preset's name, or the preset with the model flags applied (checked here, before any data is built)
     model = config_from_args(TokenizerConfig, a, base=TokenizerConfig.preset(preset)) if overrides else preset
     config_from_args(TrainConfig, a)  # check the training flags now: one line naming the field
@@ -51,7 +51,7 @@ def register(sub) -> None:
     t = tok.add_subparsers(dest="tokenizer_verb", required=True, metavar="TOOL")
 
     s = t.add_parser("train", help="train a tokenizer on UniHand motion (checkpoints, plots, exact --resume)",
-                     description="Train the GRQ-VAE motion tokenizer. Writes DIR/tokenizer (the model), DIR/checkpoint "
+                     description="Train the GRQ-VAE motion tokenizer. Writes DIR/tokenizer (the model), DIR/checkpoints/step-N "
                                  "(exact resume), DIR/losses.png and DIR/codebook_usage.png, then prints the "
                                  "reconstruction table (mm) on held-out clips. The quick-start job is 'beingh0 demo'.")
     s.add_argument("--out", type=user_path, required=True, help="output folder DIR")
@@ -64,7 +64,7 @@ def register(sub) -> None:
                    help="architecture preset: paper (Being-H0 part-level, GPU-sized), whole-4groups / whole-16layers "
                         f"(paper ablations), small (CPU), tiny (tests); the model options below override it (default: {PRESET})")
     s.add_argument("--resume", action="store_true",
-                   help="continue from DIR/checkpoint (architecture and settings from it; --steps may grow)")
+                   help="continue from the last checkpoint, DIR/checkpoints/step-N (architecture and settings from it; --steps may grow)")
     add_config_args(s, TokenizerConfig, exclude=MODEL_EXCLUDE, defaults=PRESETS[PRESET],
                     title=f"model options (beingh0.tokenizer.TokenizerConfig; defaults shown: the {PRESET!r} preset)")
     add_config_args(s, TrainConfig, title="training options (beingh0.tokenizer.train.TrainConfig)")
@@ -73,7 +73,7 @@ def register(sub) -> None:
     s = t.add_parser("eval", help="reconstruction table (MPJPE, PA-MPJPE, wrist; mm) and codebook usage of a tokenizer",
                      description="Encode -> decode held-out synthetic clips (and, with --real, the real MediaPipe "
                                  "sequence fitted to MANO) and report errors in mm after forward kinematics.")
-    s.add_argument("checkpoint", type=user_path, help="tokenizer folder (DIR/tokenizer or DIR/checkpoint) or a training output DIR")
+    s.add_argument("checkpoint", type=user_path, help="tokenizer folder (DIR/tokenizer or DIR/checkpoints/step-N) or a training output DIR")
     s.add_argument("--data", type=user_path, nargs="+", default=None, metavar="DIR",
                    help="dataset folders to evaluate on (default: the training run's held-out synthetic folder, "
                         "else --episodes new synthetic episodes)")

@@ -194,6 +194,15 @@ def _problem(s: _FieldSpec, v) -> str | None:
     return _check_scalar(s, v)
 
 
+def _short(v, limit: int = 60) -> str:
+    """``repr(v)``, cut to about ``limit`` characters (a corrupt file may hold a huge list)."""
+    t = repr(v)
+    if len(t) <= limit:
+        return t
+    n = f" ({len(v)} items)" if hasattr(v, "__len__") and not isinstance(v, str) else ""
+    return f"{t[:40]}...{n}"
+
+
 def validate_config(cfg):
     """Check every field of the dataclass instance ``cfg`` against its annotation and metadata
     (type, ``choices``/``Literal``, ``ge``/``gt``/``le``/``lt``, finiteness). Raises one
@@ -205,7 +214,7 @@ def validate_config(cfg):
         v = getattr(cfg, f.name)
         why = _problem(s, v)
         if why:
-            problems.append(f"{f.name}={v!r} {why}")
+            problems.append(f"{f.name}={_short(v)} {why}")
     if problems:
         raise UserValueError(f"invalid {cls.__name__}: " + "; ".join(problems))
     return cfg

@@ -23,10 +23,12 @@ for ``both`` (:func:`motion_blocks`). ``<IMAGE>`` is the scene image at the samp
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from ..core.config import validate_config
 
 TASKS = ("generation", "translation", "prediction")
 _PLACEHOLDER = re.compile(r"<MOTION:(left|right|both):(\d+)-(\d+)s>|<IMAGE>")
@@ -185,18 +187,19 @@ def _lower_first(s: str) -> str:
 # ----------------------------------------------------------------------------------- builder
 @dataclass(frozen=True)
 class InstructionOptions:
-    """Which instruction samples to build from one episode.
+    """Which instruction samples to build from one episode."""
 
-    Attributes:
-        max_seconds: longest motion of a sample (chunks are at most 10 s in UniHand).
-        history_seconds / future_seconds: prediction splits tried (history, future) in seconds.
-        prediction_instruction_rate: fraction of prediction samples that carry the instruction.
-    """
+    max_seconds: int = field(default=10, metadata={"ge": 1})
+    """Longest motion of a sample in seconds (chunks are at most 10 s in UniHand)."""
+    history_seconds: tuple[int, ...] = field(default=(1, 2), metadata={"ge": 1})
+    """History lengths (seconds) tried for motion-prediction samples."""
+    future_seconds: tuple[int, ...] = field(default=(1, 2), metadata={"ge": 1})
+    """Future lengths (seconds) tried for motion-prediction samples."""
+    prediction_instruction_rate: float = field(default=0.5, metadata={"ge": 0, "le": 1})
+    """Fraction of prediction samples that carry the instruction."""
 
-    max_seconds: int = 10
-    history_seconds: tuple[int, ...] = (1, 2)
-    future_seconds: tuple[int, ...] = (1, 2)
-    prediction_instruction_rate: float = 0.5
+    def __post_init__(self):
+        validate_config(self)
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:

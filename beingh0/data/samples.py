@@ -34,12 +34,14 @@ Image samples add ``image`` (H, W, 3) uint8 (the frame at the window start), ``i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from ..core.config import validate_config
 from ..mano.model import hand_model  # noqa: F401  (re-exported: the one cached hand-model loader)
 from ..motion.features import FeatureSpec
 from ..motion.hands import hand_features, hand_joints
@@ -52,22 +54,19 @@ SIDE_IDS = {s: i for i, s in enumerate(SIDES)}
 
 @dataclass(frozen=True)
 class MotionOptions:
-    """Build-time motion settings (recorded in the index).
+    """Build-time motion settings (recorded in the index)."""
 
-    Attributes:
-        min_valid: a 1-second window is a sample when at least this fraction of its 15 frames is
-            valid (0.5: a hand seen for half a second still teaches motion; fully hidden hands not).
-        hand_model: ``None`` for the embedded default hand (not MANO), or a folder holding
-            ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` (or converted .npz/.safetensors) for real MANO
-            joints.
-    """
-
-    min_valid: float = 0.5
+    min_valid: float = field(default=0.5, metadata={"gt": 0, "le": 1})
+    """A 1-second window is a sample when at least this fraction of its 15 frames is valid (0.5: a
+    hand seen for half a second still teaches motion; fully hidden hands not)."""
     hand_model: str | None = None
+    """None for the embedded default hand (not MANO), or a folder holding ``MANO_RIGHT.pkl`` /
+    ``MANO_LEFT.pkl`` (or converted .npz/.safetensors) for real MANO joints."""
 
     def __post_init__(self):
-        if not 0.0 < self.min_valid <= 1.0:
-            raise ValueError(f"min_valid must be in (0, 1], got {self.min_valid}")
+        if isinstance(self.hand_model, os.PathLike):  # a Path from the command line: stored as text (JSON index)
+            object.__setattr__(self, "hand_model", os.fspath(self.hand_model))
+        validate_config(self)
 
 
 def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -30,17 +30,19 @@ import json
 import math
 import time
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..core.config import validate_config
 from ..core.constants import NUM_KEYPOINTS
 from ..core.errors import UserFileError, UserValueError
 from ..core.rotations import matrix_to_axis_angle, rodrigues
 from .clean import (PALM, _as_numpy_keypoints, _as_valid, check_metres, chirality_scores,  # noqa: F401
                     detect_chirality_flips, detect_swaps, interpolate_gaps, mirror_about_palm)
+from ..ops.backend import Backend
 from .io import read_npy_header
 
 _MCP = ((-0.25, 0.25), (-0.35, 0.35), (-0.35, 1.9))
@@ -76,103 +78,70 @@ class FitConfig:
     keypoint error in mm^2); smoothness terms are means over frames of squared finite differences
     (per frame, at the data's frame rate)."""
 
-    stage1_iters: int = 30
+    stage1_iters: int = field(default=30, metadata={"ge": 0})
     """Iterations of stage 1 (rigid palm fit of global_orient, trans and betas)."""
-    stage2_iters: int = 300
+    stage2_iters: int = field(default=300, metadata={"ge": 1})
     """Iterations of stage 2 (all parameters, all keypoints)."""
-    refine_iters: int = 40
+    refine_iters: int = field(default=40, metadata={"ge": 0})
     """Iterations of the refinement after pose discontinuities were re-initialised (0: none)."""
-    optimizer: str = "lbfgs"
+    optimizer: str = field(default="lbfgs", metadata={"choices": ("lbfgs", "adam")})
     """'lbfgs' (strong-Wolfe line search; lower error in a third of Adam's time here) or 'adam'."""
-    lr: float | None = None
+    lr: float | None = field(default=None, metadata={"gt": 0})
     """Step size; None: 1.0 for L-BFGS, 0.01 for Adam."""
-    w_keypoints: float = 1.0
+    w_keypoints: float = field(default=1.0, metadata={"gt": 0})
     """Data term: mean squared 3D keypoint error over valid keypoints, in mm^2."""
-    w_vel_pose: float = 10.0
+    w_vel_pose: float = field(default=10.0, metadata={"ge": 0})
     """Velocity of the finger pose (rad^2, mean over the 15 joints) and wrist rotation (Frobenius^2)."""
-    w_acc_pose: float = 300.0
+    w_acc_pose: float = field(default=300.0, metadata={"ge": 0})
     """Acceleration (second difference) of the same quantities."""
-    w_vel_trans: float = 0.01
+    w_vel_trans: float = field(default=0.01, metadata={"ge": 0})
     """Velocity of trans (mm^2 per frame^2)."""
-    w_acc_trans: float = 0.5
+    w_acc_trans: float = field(default=0.5, metadata={"ge": 0})
     """Acceleration of trans (mm^2 per frame^4)."""
-    w_orient_scale: float = 4.0
+    w_orient_scale: float = field(default=4.0, metadata={"ge": 0})
     """Multiplies the wrist-rotation smoothness relative to the fingers' (the wrist moves the whole hand)."""
-    w_limits: float = 1.0e4
+    w_limits: float = field(default=1.0e4, metadata={"ge": 0})
     """Soft joint-angle limits: squared hinge (rad^2) outside ``joint_limits(side)``, summed over axes."""
-    w_pose_prior: float = 2.0
+    w_pose_prior: float = field(default=2.0, metadata={"ge": 0})
     """Pull of hand_pose towards the flat hand (rad^2, mean over joints)."""
-    w_betas_prior: float = 0.1
+    w_betas_prior: float = field(default=0.1, metadata={"ge": 0})
     """Pull of betas towards the mean shape (sum of squares). Weak: at 1.0 the shrunken hand made the
     fit shift the wrist by ~3 mm on noise-free synthetic data."""
     fit_betas: bool = True
     """Fit one betas vector shared by the whole sequence (False: keep betas at 0)."""
-    backend: str | None = None
+    backend: str | None = field(default=None, metadata={"choices": tuple(b.value for b in Backend)})
     """Kernel backend for ``mano_joints`` (None: ``$BEINGH0_BACKEND`` or auto)."""
     device: str = "cpu"
     """Torch device the optimisation runs on."""
-    dtype: str = "float32"
+    dtype: str = field(default="float32", metadata={"choices": ("float32", "float64")})
     """'float32' (fast) or 'float64'."""
-    max_gap: int = 5
+    max_gap: int = field(default=5, metadata={"ge": 0})
     """Gaps of at most this many frames are linearly interpolated; longer ones stay out of the data term."""
-    chirality: str = "invalidate"
+    chirality: str = field(default="invalidate", metadata={"choices": ("invalidate", "repair", "off")})
     """Mirrored frames: 'invalidate' (drop them, then interpolate like gaps), 'repair' (mirror them
     back about their palm plane) or 'off'."""
-    chirality_threshold: float = 0.05
+    chirality_threshold: float = field(default=0.05, metadata={"gt": 0})
     """A frame is mirrored when its palm-side score (see ``chirality_scores``) is below minus this."""
-    jump_orient: float = 0.6
+    jump_orient: float = field(default=0.6, metadata={"gt": 0})
     """Wrist-rotation jump (rad, between consecutive frames) that marks a pose discontinuity."""
-    jump_pose: float = 0.8
+    jump_pose: float = field(default=0.8, metadata={"gt": 0})
     """Finger-joint rotation jump (rad, largest joint) that marks a pose discontinuity."""
-    max_jump_run: int = 5
+    max_jump_run: int = field(default=5, metadata={"ge": 0})
     """Longest run of frames between two jumps that is treated as a discontinuity and re-initialised."""
     progress: bool = False
     """Show a tqdm progress bar."""
-    num_threads: int | None = 1
+    num_threads: int | None = field(default=1, metadata={"ge": 1})
     """torch intra-op threads during the fit (restored afterwards; None: leave torch's setting). The
     fit's tensors are small (T x 21 x 3), so threads mostly spin: on the 2-core CI machine under load
     the 621-frame fit took 40 s with 2 threads and 3.3 s with 1 (cpp backend; reference: 22 s vs 7 s)."""
 
     def __post_init__(self):
-        problems = []
-
-        def need(ok, msg):
-            if not ok:
-                problems.append(msg)
-
-        for name in ("stage1_iters", "stage2_iters", "refine_iters", "max_gap", "max_jump_run"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                 f"{name}={v!r} must be an integer >= 0; pass e.g. {name}=30")
-        need(self.stage2_iters != 0, "stage2_iters=0 would skip the finger fit; pass stage2_iters >= 1")
-        need(self.num_threads is None or (isinstance(self.num_threads, int) and self.num_threads >= 1),
-             f"num_threads={self.num_threads!r} must be None or an integer >= 1")
-        need(self.optimizer in ("lbfgs", "adam"), f"optimizer={self.optimizer!r} must be 'lbfgs' or 'adam'")
-        need(self.lr is None or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0),
-             f"lr={self.lr!r} must be a positive number or None (default per optimizer)")
-        for f in fields(self):
-            if f.name.startswith("w_"):
-                v = getattr(self, f.name)
-                need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0,
-                     f"{f.name}={v!r} must be a finite number >= 0; use 0 to switch the term off")
-        need(self.w_keypoints > 0, f"w_keypoints={self.w_keypoints!r} must be > 0 (it is the data term)")
-        need(self.dtype in ("float32", "float64"), f"dtype={self.dtype!r} must be 'float32' or 'float64'")
-        need(self.chirality in ("invalidate", "repair", "off"),
-             f"chirality={self.chirality!r} must be 'invalidate', 'repair' or 'off'")
-        for name in ("chirality_threshold", "jump_orient", "jump_pose"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and v > 0, f"{name}={v!r} must be a positive number")
-        try:
+        validate_config(self)
+        try:  # what field metadata cannot say: a torch device string
             torch.device(self.device)
         except (RuntimeError, TypeError):
-            problems.append(f"device={self.device!r} is not a torch device; pass e.g. 'cpu' or 'cuda'")
-        if self.backend is not None:
-            from ..ops.backend import Backend
-
-            need(self.backend in {b.value for b in Backend},
-                 f"backend={self.backend!r} must be None or one of {[b.value for b in Backend]}")
-        if problems:
-            raise ValueError("invalid FitConfig:\n  - " + "\n  - ".join(problems))
+            raise UserValueError(f"invalid FitConfig: device={self.device!r} is not a torch device; "
+                                 "pass e.g. 'cpu' or 'cuda'") from None
 
     @property
     def step_size(self) -> float:

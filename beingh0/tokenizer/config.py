@@ -17,9 +17,9 @@ tiny               Unit tests: 2 parts x 2 groups x 2 layers x 16 codes, width 3
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
+from ..core.config import validate_config
 from ..core.errors import UserValueError
 from ..motion.features import FEATURE_NAMES
 
@@ -37,98 +37,58 @@ MAX_SIZES = {"width": 4096, "code_dim": 4096, "groups": 64, "layers": 64, "codes
 class TokenizerConfig:
     """Architecture and quantizer settings of a motion tokenizer (saved with every checkpoint)."""
 
-    name: str = "paper"
+    name: str = field(default="paper", metadata={"cli": False})
     """Free-form label (the preset it came from)."""
-    features: str = "D162"
+    features: str = field(default="D162", metadata={"choices": FEATURE_NAMES})
     """Per-frame motion feature (``beingh0.motion.FeatureSpec``): D51, D99, D109, D114 or D162."""
     part_level: bool = True
     """True: separate wrist (R, t) and finger (theta, joints) tokenizers (Being-H0's default).
     False: one whole-hand tokenizer with the extra wrist-slice loss (paper eq. 5-6)."""
-    width: int = 512
+    width: int = field(default=512, metadata={"ge": 1, "le": MAX_SIZES["width"]})
     """Channels of the 1-D conv encoder/decoder."""
-    dilations: tuple = (9, 3, 1)
+    dilations: tuple = field(default=(9, 3, 1), metadata={"ge": 1, "le": MAX_SIZES["dilation"]})
     """Dilations of the residual blocks after each down-sampling conv (one block per entry)."""
-    down_t: int = 2
+    down_t: int = field(default=2, metadata={"ge": 1, "le": MAX_SIZES["down_t"]})
     """Number of stride-2 convs: temporal downsampling 2**down_t (4: 16 frames -> 4 latent steps)."""
-    code_dim: int = 512
+    code_dim: int = field(default=512, metadata={"ge": 1, "le": MAX_SIZES["code_dim"]})
     """Latent channels per part (encoder output); split into ``groups`` equal slices of
     ``code_dim // groups`` channels, the dimension of each code vector (the official release's
     ``output_emb_width`` 512 split into 2 groups of 256)."""
-    groups: int = 2
+    groups: int = field(default=2, metadata={"ge": 1, "le": MAX_SIZES["groups"]})
     """Channel groups, each quantized by its own residual VQ (GRQ)."""
-    layers: int = 8
+    layers: int = field(default=8, metadata={"ge": 1, "le": MAX_SIZES["layers"]})
     """Residual VQ layers per group."""
-    codes: int = 512
+    codes: int = field(default=512, metadata={"ge": 1, "le": MAX_SIZES["codes"]})
     """Codes per codebook; one codebook per (part, group, layer)."""
-    ema_decay: float = 0.99
+    ema_decay: float = field(default=0.99, metadata={"ge": 0, "lt": 1})
     """EMA decay of the codebook statistics. The official release uses 0.8, which lets a code follow
     the last few batches only; with k-means init and dead-code restart 0.99 is stable."""
-    commit_weight: float = 0.02
+    commit_weight: float = field(default=0.02, metadata={"ge": 0})
     """Weight of the commitment loss ||z - sg(q)||^2 (paper: 0.02)."""
-    wrist_weight: float = 1.0
+    wrist_weight: float = field(default=1.0, metadata={"ge": 0})
     """Weight of the wrist-slice reconstruction term; used only when ``part_level`` is False
     (the paper drops it for the part-level tokenizer)."""
     kmeans_init: bool = True
     """Initialise every codebook by k-means on the first training batch's residuals (layer by layer)."""
-    kmeans_iters: int = 10
+    kmeans_iters: int = field(default=10, metadata={"ge": 0, "le": MAX_SIZES["kmeans_iters"]})
     """Lloyd iterations of that initialisation."""
-    restart_after: int = 50
+    restart_after: int = field(default=50, metadata={"ge": 0, "le": MAX_SIZES["restart_after"]})
     """Dead-code restart: a code unused for this many training steps is replaced by a random
     residual of the current batch (0 = never; the official release never restarts)."""
-    version: int = CONFIG_VERSION
+    version: int = field(default=CONFIG_VERSION, metadata={"cli": False, "choices": (CONFIG_VERSION,)})
     """Format version of this config (checked on load)."""
 
     def __post_init__(self):
-        if isinstance(self.dilations, (list, tuple)):
-            object.__setattr__(self, "dilations", tuple(self.dilations))
-        problems = []
-
-        def need(ok, msg):
-            if not ok:
-                problems.append(msg)
-
-        def short(v):
-            t = repr(v)
-            return t if len(t) <= 60 else f"{t[:40]}... ({len(v) if hasattr(v, '__len__') else '?'} items)"
-
-        def isint(v):
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def isnum(v):
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-        def posint(name, lo=1):
-            v = getattr(self, name)
-            hi = MAX_SIZES.get(name)
-            need(isint(v) and v >= lo and (hi is None or v <= hi),
-                 f"{name}={short(v)} must be an integer in [{lo}, {hi if hi is not None else 'inf'}]")
-
-        need(isinstance(self.name, str) and len(self.name) <= 200, f"name={short(self.name)} must be a string (<= 200 chars)")
-        need(isinstance(self.features, str) and self.features in FEATURE_NAMES,
-             f"features={short(self.features)} must be one of {list(FEATURE_NAMES)}")
-        need(isinstance(self.part_level, bool), f"part_level={self.part_level!r} must be True or False")
-        need(isinstance(self.kmeans_init, bool), f"kmeans_init={self.kmeans_init!r} must be True or False")
-        for n in ("width", "code_dim", "groups", "layers", "codes", "down_t"):
-            posint(n)
-        posint("kmeans_iters", 0)
-        posint("restart_after", 0)
-        dil = self.dilations
-        need(isinstance(dil, tuple) and 1 <= len(dil) <= MAX_SIZES["blocks"] and
-             all(isint(d) and 1 <= d <= MAX_SIZES["dilation"] for d in dil),
-             f"dilations={short(dil)} must be a list of 1 to {MAX_SIZES['blocks']} integers in [1, {MAX_SIZES['dilation']}], "
-             "e.g. (9, 3, 1)")
-        if isint(self.code_dim) and isint(self.groups) and self.groups >= 1:
-            need(self.code_dim % self.groups == 0,
-                 f"code_dim={self.code_dim} must be divisible by groups={self.groups} (each group gets code_dim // groups channels)")
-        need(isnum(self.ema_decay) and 0.0 <= self.ema_decay < 1.0,
-             f"ema_decay={self.ema_decay!r} must be in [0, 1), e.g. 0.99")
-        for n in ("commit_weight", "wrist_weight"):
-            v = getattr(self, n)
-            need(isnum(v) and math.isfinite(v) and v >= 0, f"{n}={v!r} must be a finite number >= 0")
-        need(self.version == CONFIG_VERSION,
-             f"config version {self.version!r} is not supported by this beingh0 (knows {CONFIG_VERSION})")
-        if problems:
-            raise UserValueError("invalid TokenizerConfig: " + "; ".join(problems))
+        if isinstance(self.dilations, list):
+            object.__setattr__(self, "dilations", tuple(self.dilations))   # JSON gives a list
+        validate_config(self)
+        # what field metadata cannot say: the number of blocks and a cross-field constraint
+        if len(self.dilations) > MAX_SIZES["blocks"]:
+            raise UserValueError(f"invalid TokenizerConfig: dilations=({len(self.dilations)} items) must list at most "
+                                 f"{MAX_SIZES['blocks']} residual blocks, e.g. (9, 3, 1)")
+        if self.code_dim % self.groups:
+            raise UserValueError(f"invalid TokenizerConfig: code_dim={self.code_dim} must be divisible by "
+                                 f"groups={self.groups} (each group gets code_dim // groups channels)")
 
     # -- derived -----------------------------------------------------------------------------
     @property

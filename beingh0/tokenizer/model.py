@@ -110,13 +110,6 @@ class MotionTokenizer(nn.Module):
     def norm(self) -> NormStats:
         return NormStats(self.norm_mean.cpu(), self.norm_std.cpu(), self.norm_floor)
 
-    def set_norm(self, norm: NormStats) -> None:
-        if norm.dim != self.spec.dim:
-            raise ValueError(f"NormStats has {norm.dim} dims, expected {self.spec.dim}")
-        self.norm_mean.copy_(norm.mean)
-        self.norm_std.copy_(norm.std)
-        self.norm_floor = norm.floor
-
     def normalize(self, x):
         return (x - self.norm_mean.to(x)) / self.norm_std.to(x)
 
@@ -247,3 +240,10 @@ class MotionTokenizer(nn.Module):
 
     def quantizers(self):
         return {n: p.quantizer for n, p in self.parts.items()}
+
+    @torch.no_grad()
+    def update_codebooks(self) -> None:
+        """Apply every quantizer's recorded training statistics (EMA, usage, dead-code restart):
+        once per optimizer step, after it (see ``GroupedResidualVQ.update``)."""
+        for q in self.quantizers().values():
+            q.update()

@@ -97,7 +97,8 @@ class GroupedResidualVQ(nn.Module):
     """GRQ with EMA codebooks (no gradient to the codebooks; the encoder gets the straight-through
     gradient and the commitment loss).
 
-    Buffers (all saved, so a checkpoint resumes exactly): ``codebooks`` (G, L, K, Dg), ``ema_count``
+    A training step is ``forward`` (records code counts and residual sums) then, after the optimizer
+    step, :meth:`update` (EMA, usage, restart). Buffers (all saved, so a checkpoint resumes exactly): ``codebooks`` (G, L, K, Dg), ``ema_count``
     (G, L, K), ``ema_sum`` (G, L, K, Dg), ``last_used`` (G, L, K) step of last use, ``usage``
     (G, L, K) code counts since ``reset_usage()``, ``restarts`` (G, L) codes restarted since
     ``reset_usage()``, ``step`` and ``initialized``.
@@ -118,6 +119,7 @@ class GroupedResidualVQ(nn.Module):
         self.register_buffer("restarts", torch.zeros(groups, layers, dtype=torch.int64))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
+        self._pending = None    # statistics of the training forwards since the last update()
 
     @property
     def dim(self) -> int:
@@ -167,16 +169,45 @@ class GroupedResidualVQ(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def _ema_update(self, residuals: torch.Tensor, codes: torch.Tensor) -> None:
-        """residuals (N, G, L, Dg): the input each layer quantized; codes (N, G, L)."""
+    def _record(self, residuals: torch.Tensor, codes: torch.Tensor) -> None:
+        """Add a training batch's code counts and residual sums to the pending statistics that
+        :meth:`update` applies. residuals (N, G, L, Dg): the input each layer quantized; codes (N, G, L)."""
         G, L, K, Dg = self.codebooks.shape
         flat = (torch.arange(G * L, device=codes.device).reshape(1, G, L) * K + codes).reshape(-1)
         counts = torch.bincount(flat, minlength=G * L * K).reshape(G, L, K).to(self.ema_count.dtype)
         sums = torch.zeros(G * L * K, Dg, dtype=self.ema_sum.dtype, device=codes.device)
         sums.index_add_(0, flat, residuals.reshape(-1, Dg).to(sums.dtype))
+        p = self._pending
+        if p is None:
+            self._pending = {"counts": counts, "sums": sums.reshape(G, L, K, Dg), "residuals": [residuals]}
+        else:
+            p["counts"] += counts
+            p["sums"] += sums.reshape(G, L, K, Dg)
+            p["residuals"].append(residuals)
+
+    @torch.no_grad()
+    def update(self) -> bool:
+        """Apply the statistics recorded by the training forward passes since the last call (one
+        optimizer step's micro-batches): EMA update of the codebooks, usage counts, dead-code restart.
+        Not a gradient step: call it after each optimizer step (``beingh0.train.fit``'s ``after_step``).
+
+        Under ``torch.distributed`` the counts and sums are summed over ranks first (so the EMA sees
+        the global batch) and rank 0's codebook state is broadcast afterwards (restarts draw from
+        each rank's own residuals). Returns False when nothing was recorded."""
+        p, self._pending = self._pending, None
+        if p is None:
+            return False
+        counts, sums = p["counts"], p["sums"]
+        dist = torch.distributed
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if distributed:
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
+        K = self.codes
+        self.step += 1
         d = self.ema_decay
         self.ema_count.mul_(d).add_(counts, alpha=1 - d)
-        self.ema_sum.mul_(d).add_(sums.reshape(G, L, K, Dg), alpha=1 - d)
+        self.ema_sum.mul_(d).add_(sums, alpha=1 - d)
         n = self.ema_count.sum(-1, keepdim=True)                      # Laplace smoothing of the counts
         smoothed = (self.ema_count + self.eps) / (n + K * self.eps) * n
         self.codebooks.copy_(self.ema_sum / smoothed[..., None])
@@ -184,7 +215,12 @@ class GroupedResidualVQ(nn.Module):
         self.last_used[used] = self.step
         self.usage.add_(counts.long())
         if self.restart_after > 0:
-            self._restart_dead(residuals)
+            res = p["residuals"]
+            self._restart_dead(res[0] if len(res) == 1 else torch.cat(res))
+        if distributed:
+            for b in (self.codebooks, self.ema_sum, self.ema_count, self.last_used, self.restarts):
+                dist.broadcast(b, 0)
+        return True
 
     @torch.no_grad()
     def _restart_dead(self, residuals: torch.Tensor) -> None:
@@ -204,8 +240,9 @@ class GroupedResidualVQ(nn.Module):
 
     def forward(self, x: torch.Tensor):
         """x (N, G*Dg) -> (quantized with straight-through gradient (N, G*Dg), codes (N, G, L),
-        commitment loss mean((x - sg(q))^2)). In training mode the codebooks are updated (EMA,
-        k-means on the first call, dead-code restart)."""
+        commitment loss mean((x - sg(q))^2)). In training mode the first call initialises the
+        codebooks by k-means and every call records the statistics that :meth:`update` applies
+        (EMA, dead-code restart) after the optimizer step."""
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"quantizer input must be (N, {self.dim}), got {tuple(x.shape)}")
         if self.training and not bool(self.initialized):
@@ -215,9 +252,8 @@ class GroupedResidualVQ(nn.Module):
         per_layer = lookup_codes(codes, self.codebooks.to(x.dtype))      # (N, G, L, Dg)
         q = per_layer.sum(2).reshape_as(x)
         if self.training:
-            self.step += 1
             before = torch.cumsum(per_layer, 2) - per_layer                 # codes used before layer l
             residuals = xd.reshape(-1, self.groups, 1, self.group_dim) - before
-            self._ema_update(residuals, codes)
+            self._record(residuals, codes)
         commit = torch.mean((x - q.detach()) ** 2)
         return x + (q - x).detach(), codes, commit

@@ -1,106 +1,89 @@
-"""Training loop of the motion tokenizer: ``train_tokenizer`` (setup / fit / validate / checkpoint).
+"""The tokenizer's side of its training: what ``beingh0.train.tokenizer.train_tokenizer`` plugs into
+``beingh0.train.fit``, the one training loop (optimizer, schedule, checkpoints, exact resume,
+time budget, progress bar, history). This module imports nothing from ``beingh0.train``
+(the layer above).
 
-Training data are dataset folders read through the data loader the VLA uses
-(``beingh0.data.loader.ShardDataset`` of ``kind="motion"`` samples, ``ResumableLoader``): 1-s
-windows, each in a reference frame drawn from the 10 s before it, left hands mirrored into the
-right-hand convention (``beingh0.motion.hand_features``). Validation reads held-out folders with
-the window start as reference.
+* data: dataset folders read through the data loader the VLA uses (``beingh0.data.loader.ShardDataset``
+  of ``kind="motion"`` samples, :class:`MotionLoader`, a ``ResumableLoader``): 1-s windows, each in
+  a reference frame drawn from the 10 s before it, left hands mirrored into the right-hand
+  convention (``beingh0.motion.hand_features``). Validation reads held-out folders with the window
+  start as reference (:func:`validation_windows`);
+* loss (:func:`tokenizer_loss`): normalised-feature reconstruction + commitment
+  (``MotionTokenizer.forward``), a mean over the valid frames of the batch (``targets``);
+* ``after_step`` (:func:`update_codebooks`): the codebooks' EMA update, usage counts and dead-code
+  restart. They are not gradient steps (k-means initialisation happens in the first training
+  forward). Under ``torch.distributed`` the EMA statistics are summed over ranks and rank 0's
+  codebooks are broadcast, so that ranks stay identical;
+* ``evaluate``: :func:`validate` and :func:`usage_snapshot` (per-layer codebook usage since the
+  previous evaluation); :func:`plot_history` draws ``losses.png`` and ``codebook_usage.png``.
 
-Output folder ``out``:
-    tokenizer/            the trained tokenizer (``load_tokenizer`` / ``beingh0 tokenizer eval``)
-    checkpoint/           tokenizer files + trainer.pt (optimizer, step, RNG state, loader position,
-                          history): ``resume=True`` continues the same loss curve exactly. It is
-                          replaced atomically (new copy written to checkpoint.tmp, the old one moved
-                          to checkpoint.old, the new one moved in, the old one deleted); a crash at
-                          any point leaves a complete copy that ``resume`` finds
-                          (:func:`recover_checkpoint`)
-    losses.png            train/validation losses
-    codebook_usage.png    per-layer codebook utilisation between evaluations
-    history.json          the logged numbers
-Resume takes the architecture, the normalisation and the training settings from the checkpoint;
-only ``steps`` (the total to reach) may change.
+The output layout is documented in ``beingh0/train/tokenizer.py`` and ``docs/tokenizer.md``.
 """
 from __future__ import annotations
 
-import json
-import math
-import os
-import shutil
-import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..core.errors import UserFileError, UserValueError
+from ..core.config import validate_config
+from ..core.errors import UserValueError
+from ..data.loader import ResumableLoader
 from ..motion import NormStats
 from .config import TokenizerConfig
 from .data import dataset_windows, open_datasets
-from .io import load_tokenizer, save_tokenizer
 from .model import MotionTokenizer
 
-__all__ = ["TrainConfig", "train_tokenizer", "TrainResult", "recover_checkpoint", "validate"]
+__all__ = ["TrainConfig", "TrainResult", "RESUMABLE", "validate", "usage_snapshot", "tokenizer_loss", "update_codebooks",
+           "MotionLoader", "make_loader", "open_training_data", "validation_windows", "new_tokenizer", "fit_norm",
+           "plot_history"]
 
-TRAINER_FILE = "trainer.pt"
 #: held-out windows used for the validation loss logged during training
 VAL_WINDOWS = 1024
+#: tokenizer TrainConfig fields a resumed run takes from the call (the others come from the checkpoint)
+RESUMABLE = ("steps", "max_seconds", "progress", "plots", "num_threads", "eval_every", "ckpt_every", "device")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (saved in the checkpoint)."""
+    """Optimisation settings of the tokenizer (saved in every checkpoint; ``fit_config`` maps them
+    onto ``beingh0.train.TrainConfig``)."""
 
-    steps: int = 2000
+    steps: int = field(default=2000, metadata={"ge": 1})
     """Total optimizer steps to reach."""
-    batch_size: int = 128
+    batch_size: int = field(default=128, metadata={"ge": 1})
     """Windows per step (what the CPU quickstart uses; the paper uses 2048 on GPUs)."""
-    lr: float = 1e-3
+    lr: float = field(default=1e-3, metadata={"gt": 0})
     """AdamW learning rate (constant after ``warmup`` steps; the quickstart's, stable for the small
     and tiny presets at batch 128; lower it for the paper-sized model)."""
-    warmup: int = 20
+    warmup: int = field(default=20, metadata={"ge": 0})
     """Linear learning-rate warm-up steps."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    eval_every: int = 200
+    weight_decay: float = field(default=0.0, metadata={"ge": 0})
+    """AdamW weight decay (matrices only)."""
+    eval_every: int = field(default=200, metadata={"ge": 1})
     """Validate (and snapshot codebook usage) every this many steps, and at the end."""
-    ckpt_every: int = 200
-    """Write the checkpoint every this many steps, and at the end."""
-    seed: int = 0
+    ckpt_every: int = field(default=200, metadata={"ge": 1})
+    """Write a checkpoint every this many steps, and at the end."""
+    seed: int = field(default=0, metadata={"ge": 0})
     """Seeds the model initialisation, k-means, the loader's order and its reference-frame draws."""
-    norm_windows: int = 4096
+    norm_windows: int = field(default=4096, metadata={"ge": 1})
     """Training windows drawn to fit the per-dimension normalisation."""
-    max_seconds: float | None = None
+    max_seconds: float | None = field(default=None, metadata={"gt": 0})
     """Stop (and checkpoint) once training has run this long; None = run all steps."""
     progress: bool = True
     """tqdm progress bar."""
     plots: bool = True
     """Write losses.png and codebook_usage.png at the end."""
-    num_threads: int | None = 1
+    num_threads: int | None = field(default=1, metadata={"ge": 1})
     """torch intra-op threads while training (restored afterwards; None = leave torch's setting). The
     small model's ops are tiny: on the shared 2-core CPU one step (batch 128) took 0.2 s with 1
     thread and 1.5-3 s with 2 busy-waiting threads. Use None on a GPU or a big idle CPU."""
+    device: str = field(default="cpu", metadata={"choices": ("auto", "cpu", "cuda")})
+    """Where to train: ``cpu``, ``cuda`` or ``auto`` (CUDA when available)."""
 
     def __post_init__(self):
-        problems = []
-        for n in ("steps", "batch_size", "eval_every", "ckpt_every", "norm_windows"):
-            v = getattr(self, n)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-                problems.append(f"{n}={v!r} must be an integer >= 1")
-        for n in ("warmup", "seed"):
-            v = getattr(self, n)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
-                problems.append(f"{n}={v!r} must be an integer >= 0")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"lr={self.lr!r} must be a positive number, e.g. 2e-4")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            problems.append(f"weight_decay={self.weight_decay!r} must be >= 0")
-        if self.max_seconds is not None and not (isinstance(self.max_seconds, (int, float)) and self.max_seconds > 0):
-            problems.append(f"max_seconds={self.max_seconds!r} must be None or > 0")
-        if self.num_threads is not None and not (isinstance(self.num_threads, int) and self.num_threads >= 1):
-            problems.append(f"num_threads={self.num_threads!r} must be None or an integer >= 1")
-        if problems:
-            raise UserValueError("invalid TrainConfig: " + "; ".join(problems))
+        validate_config(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -119,16 +102,13 @@ class TrainResult:
     seconds: float
 
 
-def _lr(step: int, tc: TrainConfig) -> float:
-    return tc.lr * min(1.0, (step + 1) / tc.warmup) if tc.warmup else tc.lr
-
-
 @torch.no_grad()
 def validate(tok: MotionTokenizer, val: list) -> dict:
     """Mean normalised reconstruction loss on held-out windows (batches of (features, mask, betas)
     in their reference frames, e.g. from ``beingh0.tokenizer.data.dataset_windows``)."""
     if not val:
         return {}
+    was_training = tok.training
     tok.eval()
     tot, n = 0.0, 0
     for x, m, _ in val:
@@ -136,11 +116,13 @@ def validate(tok: MotionTokenizer, val: list) -> dict:
         _, logs, _ = tok(w, m)
         k = int(m.sum())
         tot, n = tot + logs["recon"] * k, n + k
-    tok.train()
+    tok.train(was_training)
     return {"val_recon": tot / max(n, 1)}
 
 
-def _usage_snapshot(tok: MotionTokenizer) -> dict:
+def usage_snapshot(tok: MotionTokenizer) -> dict:
+    """Per part: utilisation, perplexity and restarts per (group, layer) of the codes used since the
+    previous snapshot (then reset)."""
     out = {}
     for part, q in tok.quantizers().items():
         util, perp = q.usage_stats()
@@ -149,64 +131,68 @@ def _usage_snapshot(tok: MotionTokenizer) -> dict:
     return out
 
 
-# Module-level so that tests can interrupt the swap between any two steps.
-_rename = os.replace
-_rmtree = shutil.rmtree
+def tokenizer_loss(model, batch) -> tuple[torch.Tensor, dict]:
+    """The training loss of a batch of ``kind="motion"`` samples (``features``, ``mask``): features
+    normalised with the tokenizer's statistics, reconstruction + commitment (``MotionTokenizer.forward``),
+    a mean over the batch's valid frames (``targets``). ``model`` may be DDP-wrapped."""
+    tok = getattr(model, "module", model)
+    m = batch["mask"]
+    w = (tok.normalize(batch["features"].double()) * m[..., None]).float()
+    loss, logs, _ = model(w, m)
+    logs.pop("loss")
+    return loss, {"targets": float(m.sum()), **logs}
 
 
-def _complete_step(path: Path) -> int | None:
-    """The step of a complete checkpoint copy at ``path`` (trainer.pt is written last, by rename),
-    or None when it is missing or unreadable."""
-    f = path / TRAINER_FILE
-    if not f.is_file():
-        return None
-    try:
-        return int(torch.load(f, map_location="cpu", weights_only=True)["step"])
-    except Exception:  # a torn or foreign file: not a complete copy
-        return None
+def update_codebooks(model, step: int) -> None:
+    """``after_step`` hook: the codebooks' EMA update, usage counts and dead-code restart of the step."""
+    model.update_codebooks()
 
 
-def recover_checkpoint(out) -> Path | None:
-    """Make ``out/checkpoint`` the newest complete copy among checkpoint, checkpoint.tmp and
-    checkpoint.old (what a crash during the swap may leave) and delete the others; returns the
-    checkpoint folder, or None when there is no complete copy."""
-    out = Path(out)
-    names = ("checkpoint", "checkpoint.tmp", "checkpoint.old")
-    steps = {n: _complete_step(out / n) for n in names if (out / n).is_dir()}
-    complete = [n for n in names if steps.get(n) is not None]
-    if not complete:
-        return None
-    best = max(complete, key=lambda n: (steps[n], n == "checkpoint"))   # ties: the one in place
-    final = out / "checkpoint"
-    if best != "checkpoint":
-        if final.exists():
-            _rmtree(final)
-        _rename(out / best, final)
-    for n in names[1:]:
-        if (out / n).exists():
-            _rmtree(out / n)
-    return final
+class MotionLoader(ResumableLoader):
+    """``ResumableLoader`` whose resume error names the likely mistake (other ``--data`` folders)."""
+
+    def load_state_dict(self, state) -> None:
+        try:
+            super().load_state_dict(state)
+        except ValueError as e:
+            raise UserValueError(f"resume: {e} (pass the same --data folders as the run being resumed)") from None
 
 
-def _save_checkpoint(out: Path, tok, opt, loader, step, history, tc: TrainConfig) -> None:
-    tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
-    if tmp.exists():
-        _rmtree(tmp)
-    save_tokenizer(tok, tmp)
-    torch.save({"step": step, "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                "loader": json.dumps(loader.state_dict()), "history": json.dumps(history),
-                "train_config": json.dumps(asdict(tc))}, tmp / (TRAINER_FILE + ".part"))
-    _rename(tmp / (TRAINER_FILE + ".part"), tmp / TRAINER_FILE)      # the copy is complete from here on
-    if old.exists():
-        _rmtree(old)
-    if final.exists():
-        _rename(final, old)
-    _rename(tmp, final)
-    if old.exists():
-        _rmtree(old)
+def make_loader(ds, tc: TrainConfig) -> MotionLoader:
+    """The training loader: ``batch_size`` windows per step, split over ranks when a process group runs,
+    and its own generator (no draw from the global RNG when a pass starts: exact resume)."""
+    return MotionLoader(ds, batch_size=tc.batch_size, seed=tc.seed, generator=torch.Generator())
 
 
-def _plots(out: Path, history: dict) -> None:
+def open_training_data(data, spec, tc: TrainConfig):
+    """The training windows of the dataset folder(s) ``data`` (reference frames drawn at random)."""
+    return open_datasets(data, spec, "random", tc.seed)
+
+
+def validation_windows(val_data, spec) -> list:
+    """The first ``VAL_WINDOWS`` held-out windows of ``val_data`` (reference = window start), batched."""
+    return [] if not val_data else list(dataset_windows(open_datasets(val_data, spec, "first"), limit=VAL_WINDOWS))
+
+
+def new_tokenizer(cfg: TokenizerConfig, ds, tc: TrainConfig) -> MotionTokenizer:
+    """A fresh tokenizer (seeded initialisation) with the normalisation fitted on ``ds``."""
+    torch.manual_seed(tc.seed)
+    return MotionTokenizer(cfg, fit_norm(ds, tc)).train()
+
+
+def fit_norm(ds, tc: TrainConfig) -> NormStats:
+    """Per-dimension statistics of ``norm_windows`` training windows (a seeded subset)."""
+    ids = np.random.default_rng(tc.seed).permutation(len(ds))[:tc.norm_windows]
+    xs, ms = [], []
+    for a in range(0, len(ids), 512):
+        samples = ds.__getitems__(sorted(ids[a:a + 512].tolist()))
+        xs.append(torch.stack([s["features"] for s in samples]))
+        ms.append(torch.stack([s["mask"] for s in samples]))
+    return NormStats.fit(torch.cat(xs).double(), mask=torch.cat(ms))
+
+
+def plot_history(out: Path, history: dict) -> None:
+    """``losses.png`` (train and validation reconstruction, commitment) and ``codebook_usage.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,124 +228,3 @@ def _plots(out: Path, history: dict) -> None:
         plt.close(fig)
 
 
-def _loader(ds, tc: TrainConfig):
-    from ..data.loader import ResumableLoader
-
-    return ResumableLoader(ds, batch_size=tc.batch_size, seed=tc.seed, rank=0, world_size=1)
-
-
-def _fit_norm(ds, tc: TrainConfig) -> NormStats:
-    """Per-dimension statistics of ``norm_windows`` training windows (a seeded subset)."""
-    ids = np.random.default_rng(tc.seed).permutation(len(ds))[:tc.norm_windows]
-    xs, ms = [], []
-    for a in range(0, len(ids), 512):
-        samples = ds.__getitems__(sorted(ids[a:a + 512].tolist()))
-        xs.append(torch.stack([s["features"] for s in samples]))
-        ms.append(torch.stack([s["mask"] for s in samples]))
-    return NormStats.fit(torch.cat(xs).double(), mask=torch.cat(ms))
-
-
-def _setup(out: Path, cfg, train, data, resume: bool):
-    if resume:
-        ck = recover_checkpoint(out)
-        if ck is None:
-            raise UserFileError(f"nothing to resume: no complete checkpoint in {out} (looked for checkpoint/, "
-                                f"checkpoint.tmp/, checkpoint.old/ holding {TRAINER_FILE}); train without --resume first")
-        state = torch.load(ck / TRAINER_FILE, map_location="cpu", weights_only=True)
-        tok = load_tokenizer(ck).train()
-        if cfg is not None and cfg != tok.cfg:
-            raise UserValueError(f"resume: the checkpoint's tokenizer config ({tok.cfg.name!r}) differs from the one "
-                                 "given; resume takes the architecture from the checkpoint (pass config=None)")
-        tc = TrainConfig.from_dict(json.loads(state["train_config"]))
-        tc = replace(tc, steps=train.steps if train is not None else tc.steps,
-                     max_seconds=train.max_seconds if train is not None else None,
-                     progress=train.progress if train is not None else tc.progress,
-                     num_threads=train.num_threads if train is not None else tc.num_threads)
-        loader = _loader(open_datasets(data, tok.spec, "random", tc.seed), tc)
-        try:
-            loader.load_state_dict(json.loads(state["loader"]))
-        except ValueError as e:
-            raise UserValueError(f"resume: {e} (pass the same --data folders as the run being resumed)") from None
-        opt = torch.optim.AdamW(tok.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        return tok, tc, loader, opt, int(state["step"]), json.loads(state["history"])
-    cfg = cfg if cfg is not None else TokenizerConfig.preset("small")
-    tc = train if train is not None else TrainConfig()
-    torch.manual_seed(tc.seed)
-    ds = open_datasets(data, cfg.features, "random", tc.seed)
-    tok = MotionTokenizer(cfg, _fit_norm(ds, tc)).train()
-    opt = torch.optim.AdamW(tok.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    return tok, tc, _loader(ds, tc), opt, 0, {"train": [], "eval": []}
-
-
-def train_tokenizer(out_dir, data, val_data=None, config: TokenizerConfig | None = None,
-                    train: TrainConfig | None = None, resume: bool = False, verbose: bool = True) -> TrainResult:
-    """Train (or ``resume``) a tokenizer on the motion windows of the dataset folder(s) ``data``,
-    validating on the held-out folder(s) ``val_data`` (first ``VAL_WINDOWS`` windows). See the
-    module docstring for what lands in ``out_dir``."""
-    threads = torch.get_num_threads()
-    nt = train.num_threads if train is not None else TrainConfig.num_threads
-    if nt is not None:
-        torch.set_num_threads(nt)
-    try:
-        return _train(out_dir, data, val_data, config, train, resume, verbose)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(out_dir, data, val_data, config, train, resume, verbose) -> TrainResult:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    tok, tc, loader, opt, step, history = _setup(out, config, train, data, resume)
-    val = [] if not val_data else list(dataset_windows(open_datasets(val_data, tok.spec, "first"), limit=VAL_WINDOWS))
-    batches = iter(loader)
-    bar = None
-    if tc.progress and step < tc.steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=tc.steps, initial=step, desc="tokenizer", unit="step")
-    t_train = time.perf_counter()
-    while step < tc.steps:
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, tc)
-        batch = next(batches, None)
-        if batch is None:                 # epoch done: the loader moved to the next one
-            batches = iter(loader)
-            batch = next(batches)
-        m = batch["mask"]
-        w = (tok.normalize(batch["features"].double()) * m[..., None]).float()
-        loss, logs, _ = tok(w, m)
-        if not math.isfinite(logs["loss"]):
-            raise RuntimeError(f"loss became {logs['loss']} at step {step}; lower the learning rate (lr={tc.lr})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        history["train"].append({"step": step, **logs})
-        out_of_time = tc.max_seconds is not None and time.perf_counter() - t_train > tc.max_seconds
-        last = step == tc.steps or out_of_time
-        if step % tc.eval_every == 0 or last:
-            ev = {"step": step, **validate(tok, val), "usage": _usage_snapshot(tok)}
-            history["eval"].append(ev)
-            if bar is not None and "val_recon" in ev:
-                bar.set_postfix(recon=f"{logs['recon']:.4f}", val=f"{ev['val_recon']:.4f}")
-        if bar is not None:
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(recon=f"{logs['recon']:.4f}", commit=f"{logs['commit']:.2e}")
-        if step % tc.ckpt_every == 0 or last:
-            _save_checkpoint(out, tok, opt, loader, step, history, tc)
-        if out_of_time:
-            if verbose:
-                print(f"time budget of {tc.max_seconds:.0f} s reached after {step} steps; checkpoint written")
-            break
-    if bar is not None:
-        bar.close()
-    tok.eval()
-    save_tokenizer(tok, out / "tokenizer", extra={"steps": step})
-    (out / "history.json").write_text(json.dumps(history))
-    if tc.plots:
-        _plots(out, history)
-    return TrainResult(tok, history, out, step, time.perf_counter() - t_start)

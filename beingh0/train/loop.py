@@ -169,7 +169,8 @@ def _train_step(train_model, model, loss_fn, batches, optimizer, scheduler, cfg:
 def fit(model: nn.Module, loss_fn: LossFn, data, config: TrainConfig | None = None, out_dir="run", *,
         resume: bool | str = "auto", evaluate: Callable[[nn.Module], dict] | None = None,
         flops_per_token: float | Callable[[nn.Module], float] | None = None,
-        meta: dict | None = None, on_checkpoint: Callable[[Path], None] | None = None) -> FitResult:
+        meta: dict | None = None, on_checkpoint: Callable[[Path], None] | None = None,
+        after_step: Callable[[nn.Module, int], None] | None = None) -> FitResult:
     """Train ``model`` with ``loss_fn`` on ``data`` (see the module docstring) into ``out_dir``.
 
     Args:
@@ -181,6 +182,10 @@ def fit(model: nn.Module, loss_fn: LossFn, data, config: TrainConfig | None = No
         meta: JSON-able dict saved in every checkpoint's ``meta.json`` (e.g. the model's config,
             so that a resume can rebuild the architecture: ``read_meta(latest_checkpoint(out))``).
         on_checkpoint: ``f(folder)`` called on rank 0 to add files to a checkpoint before it is sealed.
+        after_step: ``f(model, step)`` called on every rank after each optimizer step (``step`` = steps
+            done, 1-based), under no_grad with the unwrapped model, before evaluation and checkpoint:
+            for state updates that are not gradient steps (EMA codebooks, k-means, dead-code restart,
+            an EMA of the weights). Whatever it changes in the model's buffers is checkpointed.
 
     Writes (rank 0 only): ``out_dir/checkpoints/step-N/``, ``history.json``, ``loss.png``.
     """
@@ -191,7 +196,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data, config: TrainConfig | None = No
         torch.set_num_threads(cfg.num_threads)
     try:
         return _fit(model, loss_fn, data, cfg, Path(out_dir), info, resume, evaluate, flops_per_token, meta,
-                    on_checkpoint)
+                    on_checkpoint, after_step)
     finally:
         torch.set_num_threads(threads)
 
@@ -224,12 +229,13 @@ def _setup(model, data, cfg, out, info, resume):
     return train_model, optimizer, scheduler, step, history, ck
 
 
-def _fit(model, loss_fn, data, cfg, out, info, resume, evaluate, flops_per_token, meta, on_checkpoint) -> FitResult:
+def _fit(model, loss_fn, data, cfg, out, info, resume, evaluate, flops_per_token, meta, on_checkpoint,
+         after_step) -> FitResult:
     t_call = time.perf_counter()
     fpt = flops_per_token(model) if callable(flops_per_token) else flops_per_token
     fpt = flops_per_token_6n(model) if fpt is None else float(fpt)  # counted before FSDP shards the model
     train_model, optimizer, scheduler, step, history, ck = _setup(model, data, cfg, out, info, resume)
-    peak = cfg.peak_flops or peak_flops(info.device, cfg.precision)[0]
+    peak = cfg.peak_flops  # measured on first use: a loss_fn that reports no tokens needs none
     bar = None
     if info.is_main and cfg.progress and step < cfg.steps:
         from tqdm.auto import tqdm
@@ -240,11 +246,15 @@ def _fit(model, loss_fn, data, cfg, out, info, resume, evaluate, flops_per_token
     while step < cfg.steps:
         t_step = time.perf_counter()
         rec = _train_step(train_model, model, loss_fn, batches, optimizer, scheduler, cfg, info)
+        if after_step is not None:
+            with torch.no_grad():
+                after_step(model, step + 1)
         if info.device.type == "cuda":
             torch.cuda.synchronize(info.device)
         rec["step_s"] = time.perf_counter() - t_step
         if "tokens" in rec:
             rec["tokens_per_s"] = rec["tokens"] / rec["step_s"]
+            peak = peak or peak_flops(info.device, cfg.precision)[0]
             rec["mfu"] = fpt * rec["tokens_per_s"] / (peak * info.world_size)
         step += 1
         history["train"].append({"step": step, **rec})

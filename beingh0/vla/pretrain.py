@@ -97,7 +97,7 @@ def _motion_tokenizer(out: Path, tokenizer, train: list[Path], job: JobConfig, s
     from ..tokenizer.config import TokenizerConfig
     from ..tokenizer.io import load_tokenizer
     from ..tokenizer.train import TrainConfig as TokTrain
-    from ..tokenizer.train import train_tokenizer
+    from ..train.tokenizer import train_tokenizer
 
     if tokenizer is not None:
         return load_tokenizer(tokenizer)
@@ -106,7 +106,7 @@ def _motion_tokenizer(out: Path, tokenizer, train: list[Path], job: JobConfig, s
         return load_tokenizer(folder / "tokenizer")
     tc = TokTrain(steps=job.tokenizer_steps, batch_size=64, eval_every=job.tokenizer_steps, ckpt_every=job.tokenizer_steps,
                   seed=seed, norm_windows=1024, progress=progress, plots=False)
-    return train_tokenizer(folder, train, None, TokenizerConfig.preset("tiny"), tc, verbose=progress).tokenizer
+    return train_tokenizer(folder, train, None, TokenizerConfig.preset("tiny"), tc).tokenizer
 
 
 def _build_vla(job: JobConfig, init, layout, seed: int):

@@ -72,10 +72,11 @@ def calls(monkeypatch):
 
     import beingh0.mano.fit as fit
     import beingh0.tokenizer.quickstart as qs
+    import beingh0.train.tokenizer as job
 
-    monkeypatch.setattr(qs, "train_command", recorder("train"), raising=False)
+    monkeypatch.setattr(job, "train_command", recorder("train"))
     monkeypatch.setattr(qs, "eval_command", recorder("eval"))
-    monkeypatch.setattr(qs, "quickstart", recorder("demo"))
+    monkeypatch.setattr(job, "quickstart", recorder("demo"))
     monkeypatch.setattr(fit, "fit_file", recorder("fit"))
     return seen
 
@@ -110,14 +111,26 @@ def test_tokenizer_train_resume_takes_the_architecture_from_the_checkpoint(calls
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["tokenizer", "train", "--out", "o", "--batch-size", "0"], "batch_size=0"),
     (["tokenizer", "train", "--out", "o", "--groups", "3"], "code_dim=64 must be divisible by groups=3"),
-    (["mano", "fit", "k.npy", "--out", "o.npz", "--optimizer", "sgd"], "optimizer='sgd'"),
 ])
 def test_config_values_the_class_rejects_are_one_line(calls, capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("beingh0: error: ") and needle in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["tokenizer", "train", "--out", "o", "--batch-size", "0"], "argument --batch-size: '0': must be >= 1"),
+    (["mano", "fit", "k.npy", "--out", "o.npz", "--optimizer", "sgd"], "argument --optimizer: 'sgd': must be one of lbfgs, adam"),
+])
+def test_field_ranges_and_choices_are_checked_while_parsing(calls, capsys, argv, needle):
+    """Ranges and choices from the config's field metadata reject a value as argparse reads the flag
+    (usage line + one error line, exit 2), before anything runs."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and not calls
 
 
 def test_mano_fit_config_from_flags(calls, tmp_path, monkeypatch):

@@ -175,11 +175,15 @@ def test_unsupported_annotations_and_metadata_are_bugs():
 
 def test_real_configs_generate_flags():
     """The library's config classes go through the generator (annotations all supported)."""
+    from beingh0.align.balance import BalanceConfig
+    from beingh0.data.instructions import InstructionOptions
+    from beingh0.data.samples import MotionOptions
     from beingh0.mano.fit import FitConfig
     from beingh0.tokenizer.config import PRESETS, TokenizerConfig
     from beingh0.tokenizer.train import TrainConfig
+    from beingh0.train import TrainConfig as LoopConfig
 
-    classes = [FitConfig, TokenizerConfig, TrainConfig]
+    classes = [FitConfig, TokenizerConfig, TrainConfig, LoopConfig, BalanceConfig, InstructionOptions, MotionOptions]
     try:
         from beingh0.data.synth import SynthConfig
         classes.append(SynthConfig)
@@ -192,3 +196,61 @@ def test_real_configs_generate_flags():
         assert validate_config(cls()) == cls()  # the helper accepts every default as it is annotated
     for preset in PRESETS.values():
         validate_config(preset)
+
+
+def _config_class(path):
+    import importlib
+
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("path, kw, needle", [
+    ("beingh0.tokenizer.config.TokenizerConfig", {"features": "D7"}, "features='D7' must be one of D51, D99, D109, D114, D162"),
+    ("beingh0.tokenizer.config.TokenizerConfig", {"width": 0}, "width=0 must be >= 1"),
+    ("beingh0.tokenizer.config.TokenizerConfig", {"ema_decay": 1.0}, "ema_decay=1.0 must be < 1"),
+    ("beingh0.tokenizer.config.TokenizerConfig", {"dilations": (3, 0)}, "dilations=(3, 0) every value must be >= 1"),
+    ("beingh0.tokenizer.train.TrainConfig", {"batch_size": 0}, "batch_size=0 must be >= 1"),
+    ("beingh0.tokenizer.train.TrainConfig", {"device": "tpu"}, "device='tpu' must be one of auto, cpu, cuda"),
+    ("beingh0.tokenizer.train.TrainConfig", {"max_seconds": 0}, "max_seconds=0 must be > 0"),
+    ("beingh0.train.TrainConfig", {"parallel": "zero"}, "parallel='zero' must be one of auto, none, ddp, fsdp"),
+    ("beingh0.train.TrainConfig", {"min_lr_ratio": 2.0}, "min_lr_ratio=2.0 must be <= 1"),
+    ("beingh0.mano.fit.FitConfig", {"optimizer": "sgd"}, "optimizer='sgd' must be one of lbfgs, adam"),
+    ("beingh0.mano.fit.FitConfig", {"w_keypoints": 0.0}, "w_keypoints=0.0 must be > 0"),
+    ("beingh0.mano.fit.FitConfig", {"chirality": "flip"}, "chirality='flip' must be one of invalidate, repair, off"),
+    ("beingh0.data.synth.SynthConfig", {"fps": 24}, "fps=24 must be one of 15, 30"),
+    ("beingh0.data.synth.SynthConfig", {"size": (8, 8)}, "size=(8, 8) every value must be >= 16"),
+    ("beingh0.data.synth.SynthConfig", {"scenario": "juggle"}, "scenario='juggle' must be one of "),
+    ("beingh0.data.samples.MotionOptions", {"min_valid": 0.0}, "min_valid=0.0 must be > 0"),
+    ("beingh0.data.instructions.InstructionOptions", {"prediction_instruction_rate": 2.0},
+     "prediction_instruction_rate=2.0 must be <= 1"),
+    ("beingh0.align.balance.BalanceConfig", {"shrink": 1.5}, "shrink=1.5 must be < 1"),
+])
+def test_every_config_rejects_a_bad_value_in_one_line(path, kw, needle):
+    """Each config dataclass validates through validate_config: one line naming the field, its value
+    and what is allowed."""
+    cls = _config_class(path)
+    with pytest.raises(UserValueError) as e:
+        cls(**kw)
+    msg = str(e.value)
+    assert msg.startswith(f"invalid {cls.__name__}: ") and needle in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("path, kw, needle", [
+    ("beingh0.tokenizer.config.TokenizerConfig", {"code_dim": 10, "groups": 3}, "code_dim=10 must be divisible by groups=3"),
+    ("beingh0.tokenizer.config.TokenizerConfig", {"dilations": (1,) * 17}, "dilations=(17 items) must list at most 16"),
+    ("beingh0.align.balance.BalanceConfig", {"scale_range": (1.1, 1.3)}, "scale_range=(1.1, 1.3) must satisfy lo <= 1 <= hi"),
+    ("beingh0.mano.fit.FitConfig", {"device": "gpu:x"}, "device='gpu:x' is not a torch device"),
+])
+def test_cross_field_checks_stay_one_line(path, kw, needle):
+    cls = _config_class(path)
+    with pytest.raises(UserValueError) as e:
+        cls(**kw)
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_long_values_are_shortened_in_the_message():
+    with pytest.raises(UserValueError) as e:
+        Toy(size=(1,) * 5000)
+    msg = str(e.value)
+    assert "(5000 items)" in msg and len(msg) < 200, msg

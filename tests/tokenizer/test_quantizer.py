@@ -72,10 +72,12 @@ def test_kmeans_init_and_ema_reduce_quantization_error():
     q.train()
     out, codes, commit = q(x)
     assert bool(q.initialized)
+    q.update()
     after = (q.decode(q.encode(x)) - x).pow(2).mean()
     assert after < 0.05 * before
     for _ in range(5):
         q(data(512))
+        q.update()
     assert (q.decode(q.encode(x)) - x).pow(2).mean() < 0.02
     assert commit.item() > 0
 
@@ -98,6 +100,7 @@ def test_dead_code_restart_revives_unused_codes():
     x = torch.randn(256, 4)
     for _ in range(4):
         q(x)
+        assert q.update()
     assert int(q.restarts.sum()) > 0
     util, _ = code_stats(torch.bincount(q.encode(x).flatten(), minlength=32)[None])
     assert util.item() > 0.5
@@ -119,9 +122,77 @@ def test_inference_encode_reuses_prepared_codebooks_until_they_change():
     _, codes, _ = q(x)                                     # eval forward takes the same path
     assert torch.equal(codes, ref)
     q.train()
-    q(x)                                                   # a training step updates the codebooks in place
+    q(x)
+    q.update()                                             # a training step updates the codebooks in place
     assert q.prepared() is not p
     q.eval()
     assert torch.equal(q.encode(x), quantize_indices(x, q.codebooks, backend="reference"))
     q.load_state_dict({**q.state_dict(), "codebooks": torch.randn(2, 3, 16, 4)})
     assert torch.equal(q.encode(x), quantize_indices(x, q.codebooks, backend="reference"))
+
+
+def _trained_state(q):
+    return {k: v.clone() for k, v in q.state_dict().items()}
+
+
+def test_statistics_of_micro_batches_add_up_to_one_update():
+    # accumulation: two recorded forwards and one update() = one forward over both halves
+    torch.manual_seed(0)
+    x = torch.randn(64, 6, dtype=torch.float64)
+    make = lambda: GroupedResidualVQ(2, 2, 8, 3, kmeans_init=False, restart_after=0, ema_decay=0.7).double().train()
+    torch.manual_seed(1)
+    a, b = make(), make()
+    b.load_state_dict(a.state_dict())
+    a(x)
+    assert a.update() and not a.update()             # applied once, then nothing pending
+    b(x[:40])
+    b(x[40:])
+    b.update()
+    for k, v in _trained_state(a).items():
+        torch.testing.assert_close(b.state_dict()[k], v, rtol=1e-12, atol=1e-12, msg=k)
+    assert int(a.step) == 1
+
+
+def _ddp_update(rank, world, init_file, x, state, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    q = GroupedResidualVQ(2, 2, 8, 3, kmeans_init=False, restart_after=2, ema_decay=0.7).double().train()
+    q.load_state_dict(state)
+    torch.manual_seed(100 + rank)                    # restarts draw differently on each rank
+    for step in (1, 2, 3):
+        q(x.chunk(world)[rank])
+        q.update()
+        torch.save(_trained_state(q), f"{out}.{rank}.{step}")
+    dist.destroy_process_group()
+
+
+def _make_sparse_vq():
+    torch.manual_seed(0)
+    q = GroupedResidualVQ(2, 2, 8, 3, kmeans_init=False, restart_after=2, ema_decay=0.7).double().train()
+    q.codebooks.mul_(3.0)                            # some codes stay unused: restarts happen
+    q.ema_sum.copy_(q.codebooks)
+    return q
+
+
+@pytest.mark.slow
+def test_update_under_torch_distributed_sums_statistics_and_keeps_ranks_identical(tmp_path):
+    # 2 gloo ranks with half the batch each. Step 1 (no code dead yet): both ranks hold exactly the
+    # one-process update over the whole batch (the counts and sums were all-reduced). Step 3, after
+    # restarts drawn differently per rank: rank 0's codebooks were broadcast, the ranks agree.
+    import torch.multiprocessing as mp
+
+    x = torch.randn(48, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    state = _trained_state(_make_sparse_vq())
+    mp.spawn(_ddp_update, args=(2, str(tmp_path / "pg"), x, state, str(tmp_path / "st")), nprocs=2)
+    got = {(r, s): torch.load(tmp_path / f"st.{r}.{s}", weights_only=True) for r in (0, 1) for s in (1, 3)}
+    one = _make_sparse_vq()
+    one(x)
+    one.update()
+    for k in ("codebooks", "ema_sum", "ema_count", "last_used", "usage"):
+        for r in (0, 1):
+            torch.testing.assert_close(got[r, 1][k], one.state_dict()[k], rtol=1e-12, atol=1e-12, msg=k)
+    for k in ("codebooks", "ema_sum", "ema_count", "last_used", "restarts"):
+        torch.testing.assert_close(got[1, 3][k], got[0, 3][k], rtol=0, atol=0, msg=k)
+    assert int(got[0, 3]["restarts"].sum()) > 0

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from beingh0.core.errors import UserError
-from beingh0.tokenizer.quickstart import default_data_dir, eval_command, synthetic_dataset, train_command
+from beingh0.tokenizer.quickstart import default_data_dir, eval_command, synthetic_dataset
+from beingh0.train.tokenizer import train_command
 from beingh0.tokenizer.train import TrainConfig
 
 FAST = dict(config="tiny", steps=3, norm_windows=256, eval_every=3, ckpt_every=3, plots=False, progress=False)

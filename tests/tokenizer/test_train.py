@@ -2,7 +2,6 @@
 use, resume is exact (also after a crash at any point of the checkpoint swap), save/load
 round-trips, malformed tokenizer files get clear errors before anything big is allocated."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -11,10 +10,12 @@ import torch
 from beingh0.core.errors import UserError, UserValueError
 from beingh0.data.shards import load_index
 from beingh0.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer
-from beingh0.tokenizer import train as train_mod
 from beingh0.tokenizer.data import clips_from_episode, dataset_windows, open_datasets
 from beingh0.tokenizer.evaluate import evaluate_clips, evaluate_dataset, format_table, procrustes_align, real_clip
-from beingh0.tokenizer.train import TrainConfig, recover_checkpoint, train_tokenizer, validate
+from beingh0.tokenizer.train import TrainConfig, validate
+from beingh0.train import checkpoint as ck_mod
+from beingh0.train import latest_checkpoint, read_meta
+from beingh0.train.tokenizer import train_tokenizer
 
 TINY = TokenizerConfig.preset("tiny")
 
@@ -27,7 +28,7 @@ def _tc(**kw):
 @pytest.fixture(scope="module")
 def trained(synth_sets, tmp_path_factory):
     out = tmp_path_factory.mktemp("tok")
-    return train_tokenizer(out, synth_sets[0], synth_sets[1], TINY, _tc(plots=True), verbose=False)
+    return train_tokenizer(out, synth_sets[0], synth_sets[1], TINY, _tc(plots=True))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def clips(synth_sets):
 
 
 def test_training_improves_reconstruction(synth_sets, trained, tmp_path):
-    untrained = train_tokenizer(tmp_path, synth_sets[0], None, TINY, _tc(steps=1), verbose=False).tokenizer  # k-means init only
+    untrained = train_tokenizer(tmp_path, synth_sets[0], None, TINY, _tc(steps=1)).tokenizer  # k-means init only
     val = list(dataset_windows(open_datasets(synth_sets[1], reference="first")))
     rec_before, rec_after = validate(untrained, val)["val_recon"], validate(trained.tokenizer, val)["val_recon"]
     assert rec_after < rec_before / 2.0, (rec_before, rec_after)        # normalised feature MSE
@@ -55,7 +56,7 @@ def test_restart_raises_codebook_utilisation(synth_sets, tmp_path):
     use = {}
     for restart in (0, 5):
         cfg = TokenizerConfig.preset("tiny", kmeans_init=False, restart_after=restart)
-        res = train_tokenizer(tmp_path / str(restart), synth_sets[0], None, cfg, _tc(steps=20, batch_size=32), verbose=False)
+        res = train_tokenizer(tmp_path / str(restart), synth_sets[0], None, cfg, _tc(steps=20, batch_size=32))
         use[restart] = evaluate_dataset(res.tokenizer, synth_sets[0]).mean_utilisation()
     assert use[5] > use[0] + 0.2, use
 
@@ -66,70 +67,55 @@ def _losses(res):
 
 def test_resume_is_exact(synth_sets, tmp_path):
     tc = _tc(steps=8, eval_every=4, ckpt_every=4, batch_size=40)     # 96 windows: epochs end mid-run
-    full = train_tokenizer(tmp_path / "a", synth_sets[0], synth_sets[1], TINY, tc, verbose=False)
+    full = train_tokenizer(tmp_path / "a", synth_sets[0], synth_sets[1], TINY, tc)
     train_tokenizer(tmp_path / "b", synth_sets[0], synth_sets[1], TINY, _tc(steps=4, eval_every=4, ckpt_every=4,
-                                                                             batch_size=40), verbose=False)
-    resumed = train_tokenizer(tmp_path / "b", synth_sets[0], synth_sets[1], None, tc, resume=True, verbose=False)
+                                                                             batch_size=40))
+    resumed = train_tokenizer(tmp_path / "b", synth_sets[0], synth_sets[1], None, tc, resume=True)
     assert len(_losses(full)) == len(_losses(resumed)) == 8
     np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=0, atol=1e-6)
     sa, sb = full.tokenizer.state_dict(), resumed.tokenizer.state_dict()
     for k in sa:
         torch.testing.assert_close(sb[k], sa[k], rtol=0, atol=1e-6, msg=k)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        train_tokenizer(tmp_path / "c", synth_sets[0], None, None, tc, resume=True, verbose=False)
+        train_tokenizer(tmp_path / "c", synth_sets[0], None, None, tc, resume=True)
     with pytest.raises(UserError, match="same --data"):              # another dataset: its positions mean nothing
-        train_tokenizer(tmp_path / "b", synth_sets[1], None, None, tc, resume=True, verbose=False)
+        train_tokenizer(tmp_path / "b", synth_sets[1], None, None, tc, resume=True)
 
 
 class _Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("crash_at", [1, 2, 3, 4])
-def test_resume_after_a_crash_during_the_checkpoint_swap(synth_sets, tmp_path, monkeypatch, crash_at):
-    """The swap does: trainer.pt into checkpoint.tmp (1), checkpoint -> checkpoint.old (2),
-    checkpoint.tmp -> checkpoint (3), delete checkpoint.old (4). A kill before any of them leaves a
-    complete copy that resume finds: the newest one, so that the loss curve stays exact."""
+@pytest.mark.parametrize("crash_at", [1, 4, 8, 9])
+def test_resume_after_a_crash_while_a_checkpoint_is_written(synth_sets, tmp_path, monkeypatch, crash_at):
+    """fit writes a checkpoint into .step-N.tmp, fsyncs its 7 files (model, optimizer, trainer,
+    history, meta, tokenizer json + weights) and the folder, renames it to step-N, fsyncs the
+    parent, then deletes the older one. A kill at the k-th fsync (1..8: inside the new copy; 9:
+    after the rename, before the old copy is deleted) leaves a complete copy that resume finds:
+    the newest one, so that the loss curve stays exact."""
     tc = lambda steps: _tc(steps=steps, eval_every=2, ckpt_every=2, batch_size=32)
-    full = train_tokenizer(tmp_path / "full", synth_sets[0], None, TINY, tc(6), verbose=False)
+    full = train_tokenizer(tmp_path / "full", synth_sets[0], None, TINY, tc(6))
     out = tmp_path / "run"
-    train_tokenizer(out, synth_sets[0], None, TINY, tc(2), verbose=False)    # checkpoint at step 2
+    train_tokenizer(out, synth_sets[0], None, TINY, tc(2))                  # checkpoint at step 2
     calls = {"n": 0}
+    real = ck_mod._fsync
 
-    def crashing(fn):
-        def wrapped(*a, **k):
-            calls["n"] += 1
-            if calls["n"] == crash_at:
-                raise _Crash
-            return fn(*a, **k)
-        return wrapped
+    def crashing(path):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise _Crash
+        return real(path)
 
-    monkeypatch.setattr(train_mod, "_rename", crashing(os.replace))
-    monkeypatch.setattr(train_mod, "_rmtree", crashing(train_mod.shutil.rmtree))
+    monkeypatch.setattr(ck_mod, "_fsync", crashing)
     with pytest.raises(_Crash):
-        train_tokenizer(out, synth_sets[0], None, None, tc(4), resume=True, verbose=False)   # dies saving step 4
+        train_tokenizer(out, synth_sets[0], None, None, tc(4), resume=True)   # dies writing step 4
     monkeypatch.undo()
-    left = sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint"))
-    assert left != []
-    want_step = 2 if crash_at == 1 else 4                  # before (1) the new copy is incomplete
-    assert train_mod._complete_step(recover_checkpoint(out)) == want_step
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint"]
-    resumed = train_tokenizer(out, synth_sets[0], None, None, tc(6), resume=True, verbose=False)
+    want_step = 4 if crash_at == 9 else 2
+    assert read_meta(latest_checkpoint(out))["step"] == want_step
+    load_tokenizer(latest_checkpoint(out))                                 # each checkpoint is a tokenizer folder
+    resumed = train_tokenizer(out, synth_sets[0], None, None, tc(6), resume=True)
     np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=0, atol=1e-6)
-
-
-def test_recover_checkpoint_picks_the_newest_complete_copy(tmp_path):
-    def copy(name, step=None):
-        (tmp_path / name).mkdir()
-        if step is not None:
-            torch.save({"step": step}, tmp_path / name / "trainer.pt")
-    copy("checkpoint.old", 3)
-    copy("checkpoint.tmp", 5)
-    assert recover_checkpoint(tmp_path) == tmp_path / "checkpoint"
-    assert train_mod._complete_step(tmp_path / "checkpoint") == 5 and not (tmp_path / "checkpoint.old").exists()
-    copy("checkpoint.tmp")                                 # a torn new copy (no trainer.pt): dropped
-    assert train_mod._complete_step(recover_checkpoint(tmp_path)) == 5 and not (tmp_path / "checkpoint.tmp").exists()
-    assert recover_checkpoint(tmp_path / "nowhere") is None
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000006"]
 
 
 def test_encode_decode_and_save_load_round_trip(clips, trained, tmp_path):
@@ -271,13 +257,13 @@ def test_procrustes_removes_similarity_transforms():
 
 def test_whole_hand_variant_trains(synth_sets, clips, tmp_path):
     cfg = TokenizerConfig.preset("tiny", part_level=False, groups=4, code_dim=16)
-    res = train_tokenizer(tmp_path, synth_sets[0], None, cfg, _tc(steps=3), verbose=False)
+    res = train_tokenizer(tmp_path, synth_sets[0], None, cfg, _tc(steps=3))
     assert "wrist" in res.history["train"][-1]
     ids, _ = res.tokenizer.encode(clips[0])
     assert ids.shape[1] == res.tokenizer.layout.tokens_per_block == 4 * 4 * 2
 
 
 def test_real_sequence(trained, shared_data):
-    clip = real_clip(shared_data, frames=60, verbose=False)
+    clip = real_clip(shared_data, frames=60)
     m = evaluate_clips(trained.tokenizer, [clip], "real")
     assert m.frames == 30 and np.isfinite(m.mpjpe_mm) and m.mpjpe_mm > 0

@@ -81,3 +81,10 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(UserValueError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_measured_peak_times_at_least_one_call_even_when_the_budget_is_spent():
+    from beingh0.train.metrics import _MEASURED, measure_peak_flops
+
+    _MEASURED.pop(("cpu", torch.float32, 8), None)
+    assert measure_peak_flops(torch.device("cpu"), n=8, seconds=0.0) > 0   # was 0.0: the loop never ran

@@ -107,6 +107,36 @@ def test_evaluate_meta_and_extra_checkpoint_files(tmp_path):
     assert meta["meta"] == {"arch": "toy"} and meta["step"] == 5 and "model_config.json" in meta["files"]
 
 
+def test_after_step_hook_updates_buffers_once_per_step_and_they_resume(tmp_path):
+    # after_step(model, step): once per optimizer step (not per micro-batch), after the update,
+    # under no_grad, on the unwrapped model, before evaluation and checkpoint; its buffer changes
+    # are checkpointed, so a resumed run continues them exactly
+    seen = []
+
+    def after_step(model, step):
+        seen.append((step, torch.is_grad_enabled(), type(model).__name__, model.ema.clone()))
+        model.ema.mul_(0.5).add_(0.5 * model.emb.weight.detach().mean())
+
+    def with_ema():
+        m = toy()
+        m.register_buffer("ema", torch.zeros(()))
+        return m
+
+    full = with_ema()
+    res = fit(full, lm_loss, TokenStream(2), toy_config(4, accumulate=2, eval_every=2), tmp_path / "a",
+              after_step=after_step, evaluate=lambda m: {"ema": m.ema.clone()})
+    assert [s[:3] for s in seen] == [(s, False, "ToyLM") for s in (1, 2, 3, 4)]
+    assert [e["ema"] for e in res.history["eval"]] == [float(seen[2][3]), float(full.ema)]
+    seen.clear()
+    fit(with_ema(), lm_loss, TokenStream(2), toy_config(4, accumulate=2, eval_every=2, max_seconds=1e-9),
+        tmp_path / "b", after_step=after_step)                      # stops (and checkpoints) after step 1
+    resumed = with_ema()
+    fit(resumed, lm_loss, TokenStream(2), toy_config(4, accumulate=2, eval_every=2), tmp_path / "b",
+        after_step=after_step)
+    assert [s[0] for s in seen] == [1, 2, 3, 4]
+    assert torch.equal(resumed.ema, full.ema) and float(full.ema) != 0
+
+
 def test_non_finite_loss_stops_with_a_hint(tmp_path):
     def bad(model, batch):
         loss, m = lm_loss(model, batch)

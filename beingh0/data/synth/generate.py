@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ...core.config import validate_config
 from ...mano import hand_model
 from ..episode import CameraTrack, Episode, Frames, HandTrack
 from . import motion as M
@@ -29,29 +30,29 @@ LABEL_OBJECT0 = 10
 
 @dataclass
 class SynthConfig:
-    seconds: float = 2.0
-    fps: float = 15.0
-    size: tuple[int, int] = (256, 256)  # (width, height)
-    frames: bool = True  # False: motion-only episodes (no rendering)
-    image_format: str = "mp4"  # "mp4" | "jpeg"
-    supersample: int = 1
-    scenario: str | None = None  # force one of SCENARIOS
+    """Settings of one synthetic episode (``synth_episode``, ``beingh0 data synth``)."""
+
+    seconds: float = field(default=2.0, metadata={"gt": 0})
+    """Episode length in seconds."""
+    fps: float = field(default=15.0, metadata={"choices": (15, 30)})
+    """Frame rate: 15 (Being-H0's motion rate) or 30."""
+    size: tuple[int, int] = field(default=(256, 256), metadata={"ge": 16, "le": 4096})
+    """Image width and height in pixels."""
+    frames: bool = True
+    """Render images (False: motion-only episodes, no rendering)."""
+    image_format: str = field(default="mp4", metadata={"choices": ("mp4", "jpeg")})
+    """How rendered frames are stored: an mp4 video or one JPEG per frame."""
+    supersample: int = field(default=1, metadata={"ge": 1})
+    """Supersampling factor per axis when rendering (anti-aliasing; 1 = none)."""
+    scenario: str | None = field(default=None, metadata={"choices": SCENARIOS})
+    """Force one scenario (None: drawn per episode)."""
+
+    def __post_init__(self):
+        validate_config(self)
 
     def validate(self) -> "SynthConfig":
-        if not (self.seconds > 0 and np.isfinite(self.seconds)):
-            raise ValueError(f"seconds must be > 0, got {self.seconds}")
-        if self.fps not in (15, 15.0, 30, 30.0):
-            raise ValueError(f"fps must be 15 (Being-H0's rate) or 30, got {self.fps}")
-        w, h = self.size
-        if not (16 <= int(w) <= 4096 and 16 <= int(h) <= 4096):
-            raise ValueError(f"size must be between 16x16 and 4096x4096 pixels, got {w}x{h}")
-        if self.image_format not in ("mp4", "jpeg"):
-            raise ValueError(f"image_format must be 'mp4' or 'jpeg', got {self.image_format!r}")
-        if self.scenario is not None and self.scenario not in SCENARIOS:
-            raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
-        if int(self.supersample) < 1:
-            raise ValueError(f"supersample must be >= 1, got {self.supersample}")
-        return self
+        """Check the fields again (the dataclass is mutable) and return ``self``."""
+        return validate_config(self)
 
 
 def _mano(side, betas, go, hp, trans):
