@@ -378,3 +378,13 @@ def test_list_of_differently_sized_images():
     for i in range(2):
         one = warp_align(imgs[i][None], A[i], (6, 8), backend="reference")
         assert torch.equal(out.image[i], one.image[0]) and torch.equal(out.mask[i], one.mask[0])
+
+
+def test_triton_sizes_not_specialized():
+    """Input sizes and strides (H = 1, W % 16 == 0, ...) must not compile a new kernel variant per video."""
+    pytest.importorskip("triton")
+    from beingh0.kernels.warp import _warp_kernel as kernel
+
+    names = ({p.name for p in kernel.params if p.do_not_specialize} if hasattr(kernel, "params")
+             else set(kernel.kwargs.get("do_not_specialize") or ()))
+    assert {"H", "W", "stride_b", "stride_h"} <= names
