@@ -160,7 +160,14 @@ gpu_step bench-warp 60 bench warp --device cuda --json "$out/warp_${gpu}_${day}.
 "$py" - "$steps_json" "$out/summary_${gpu}_${day}.json" "$gpu" "$day" "$dry" "$((SECONDS - T0))" "$budget" <<'EOF'
 import json, sys
 src, dst, gpu, day, dry, total, budget = sys.argv[1:]
+import os, xml.etree.ElementTree as ET
 steps = [json.loads(line) for line in open(src) if line.strip()]
+for st in steps:  # pytest's counts: a GPU test that skipped on the GPU is a finding too
+    xml = os.path.join(os.path.dirname(dst), f"{st['step']}_{gpu}_{day}.xml")
+    if os.path.exists(xml):
+        suite = ET.parse(xml).getroot()
+        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        st["pytest"] = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
 json.dump({"gpu": gpu, "date": day, "dry_run": dry == "1", "total_s": int(total), "budget_s": int(budget),
            "wheel": "beingh0 built for sm_90 only (bench/build_gpu_wheel.sh)", "steps": steps}, open(dst, "w"), indent=1)
 EOF
