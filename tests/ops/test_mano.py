@@ -344,3 +344,16 @@ def test_triton_sizes_not_specialized():
 
     for kernel in (k._mano_chain_kernel, k._mano_skin_kernel):
         assert {"B", "V", "betas_row_stride"} <= _not_specialized(kernel)
+
+
+def test_backward_benchmark_records():
+    """``run_mano_backward_bench`` (forward + backward vs smplx autograd): one record per op and
+    backend next to the anchor's, gradients close to the float64 reference."""
+    pytest.importorskip("smplx")
+    skip_unless_available(Backend.CPP)
+    from beingh0.benchmark.mano import BACKWARD_OPS, run_mano_backward_bench
+
+    recs = run_mano_backward_bench(device="cpu", batches=[3], backends=["cpp"], repeats=1, quiet=True)
+    assert [(r["op"], r["impl"]) for r in recs] == [("mano_forward_backward", "smplx")] + [(op, "cpp") for op in BACKWARD_OPS]
+    for r in recs[1:]:
+        assert r["max_abs_err_vs_reference"] < 1e-3 and r["forward_ms"] > 0 and r["speedup_vs_baseline"] > 0
