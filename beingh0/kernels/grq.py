@@ -35,9 +35,10 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 _X_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-# N (and a broadcast's row stride 0) change from call to call: no "== 1" / "multiple of 16"
-# variants for them (a recompile each); G, L, K, Dg are a tokenizer's constants.
-@triton.jit(do_not_specialize=["N", "x_stride"])
+# N changes from call to call: no "== 1" / "multiple of 16" variants for it (a recompile each).
+# G, L, K, Dg are a tokenizer's constants, and x_stride is G*Dg (or 0 for a broadcast row): left
+# specialised, so that a 16-divisible row stride keeps the loads of x vectorised.
+@triton.jit(do_not_specialize=["N"])
 def _grq_encode_kernel(x, cb, norms, codes, quant, N, x_stride, G, L, K, Dg,
                        WRITE_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                        BLOCK_D: tl.constexpr):

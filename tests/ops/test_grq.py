@@ -435,10 +435,10 @@ def test_cuda_backend_rejects_cpu_tensors():
 
 
 def test_triton_sizes_not_specialized():
-    """N = 1 or a multiple of 16 (and a broadcast's stride 0) must not compile a new kernel variant."""
+    """N = 1 or a multiple of 16 must not compile a new kernel variant."""
     pytest.importorskip("triton")
     from beingh0.kernels.grq import _grq_encode_kernel as kernel
 
     names = ({p.name for p in kernel.params if p.do_not_specialize} if hasattr(kernel, "params")
              else set(kernel.kwargs.get("do_not_specialize") or ()))
-    assert {"N", "x_stride"} <= names
+    assert "N" in names
