@@ -123,3 +123,97 @@ def run_mano_bench(device: str = "cpu", batches=(1, 1024, 65536), json_path=None
         if not quiet:
             print(f"wrote {json_path}")
     return records
+
+
+# ----------------------------------------------------------------------------------------------
+# forward + backward (training): ours vs smplx autograd
+
+
+BACKWARD_OPS = ("mano_forward_backward", "mano_forward_backward_kp", "mano_joints_backward")
+"""``mano_forward_backward``: loss on vertices and keypoints; ``..._kp``: ``mano_forward`` with a loss on
+the keypoints alone (the keypoint-only backward kernel, since the vertex gradient is absent);
+``mano_joints_backward``: ``mano_joints`` (5 fingertip vertices) and its backward."""
+
+
+def _loss_weights(batch: int, device: str, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 778, 3, generator=g).to(device), torch.randn(batch, NUM_KEYPOINTS, 3, generator=g).to(device))
+
+
+def _fwd_bwd(op, model, betas, pose, trans, backend, wv, wk):
+    """A closure running forward + backward of ``op`` (float32 leaves) and returning the gradients."""
+    c = model.constants(pose.device, pose.dtype if pose.dtype == torch.float64 else torch.float32,
+                        tips_only=op == "mano_joints_backward")
+    x = [t.detach().clone().requires_grad_() for t in (betas, pose, trans)]
+
+    def run():
+        if op == "mano_joints_backward":
+            loss = (mano_joints(*x, c, backend=backend, check=False) * wk).sum()
+        else:
+            v, k = mano_forward(*x, c, backend=backend, check=False)
+            loss = (k * wk).sum() if op == "mano_forward_backward_kp" else (v * wv).sum() + (k * wk).sum()
+        return torch.autograd.grad(loss, x)
+    return run
+
+
+def run_mano_backward_bench(device: str = "cpu", batches=(1, 1024, 16384), json_path=None, backends=None,
+                            repeats=None, ops=BACKWARD_OPS, model: ManoModel | None = None,
+                            quiet: bool = False) -> list[dict]:
+    """Forward + backward per backend vs smplx with autograd (loss on its vertices; it has no
+    keypoint-only path), same inputs, same run. Each record also carries the forward alone
+    (``forward_ms``) and ``backward_over_forward`` = (fwd+bwd - fwd) / fwd; errors are the largest
+    gradient difference from our float64 reference (first 256 samples)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA GPU is visible to torch")
+    model = model or ManoModel.embedded("right")
+    if backends is None:
+        cands = [Backend.REFERENCE, Backend.CPP] if device == "cpu" else [Backend.REFERENCE, Backend.CUDA, Backend.TRITON]
+        backends = [b.value for b in cands if is_available(b)[0]]
+    meta = stamp(device)
+    model = model.to(device)
+    records = []
+    for batch in batches:
+        betas, pose, trans = make_inputs(batch, device)
+        wv, wk = _loss_weights(batch, device)
+        layer = smplx_layer(model, device, batch)
+        xs = [t.detach().clone().requires_grad_() for t in (betas.expand(batch, -1), pose, trans)]
+
+        def run_smplx():
+            out = layer(betas=xs[0], global_orient=xs[1][:, :3], hand_pose=xs[1][:, 3:], transl=xs[2])
+            return torch.autograd.grad((out.vertices * wv).sum(), xs)
+        base_t = time_fn(run_smplx, device, repeats=repeats)
+        records.append(dict(op="mano_forward_backward", impl="smplx", device=device, dtype="float32",
+                            shape=[batch, 778, 3], **base_t, max_abs_err_vs_reference=None, baseline="smplx",
+                            speedup_vs_baseline=1.0, **meta))
+        n = min(batch, ERR_SAMPLES)
+        for op in ops:
+            sl = [betas, pose[:n], trans[:n]]
+            ref = _fwd_bwd(op, model, *[t.double() for t in sl], "reference", wv[:n].double(), wk[:n].double())()
+            for b in backends:
+                fwd_op = "mano_joints" if op == "mano_joints_backward" else "mano_forward"
+                fwd = _run_ours(fwd_op, model, betas, pose, trans, b)
+                with torch.no_grad():
+                    t_fwd = time_fn(fwd, device, repeats=repeats)
+                t = time_fn(_fwd_bwd(op, model, betas, pose, trans, b, wv, wk), device, repeats=repeats)
+                got = _fwd_bwd(op, model, *sl, b, wv[:n], wk[:n])()
+                err = max((g.double() - r).abs().max().item() for g, r in zip(got, ref))
+                records.append(dict(op=op, impl=b, device=device, dtype="float32",
+                                    shape=[batch, 778 if op != "mano_joints_backward" else NUM_KEYPOINTS, 3], **t,
+                                    max_abs_err_vs_reference=err, baseline="smplx",
+                                    speedup_vs_baseline=base_t["median_ms"] / t["median_ms"],
+                                    forward_ms=t_fwd["median_ms"],
+                                    backward_over_forward=(t["median_ms"] - t_fwd["median_ms"]) / t_fwd["median_ms"],
+                                    **meta))
+    if not quiet:
+        print(f"device: {meta['device_name']}  (forward + backward; speedup = smplx autograd median / ours median, "
+              f"same inputs, same run; max err = largest gradient difference from the float64 reference)")
+        print_table(records)
+        for r in records:
+            if "backward_over_forward" in r:
+                print(f"  {r['op']:26s} {r['impl']:10s} B={r['shape'][0]:<6d} backward / forward = "
+                      f"{r['backward_over_forward']:.2f}")
+    if json_path:
+        write_records(records, json_path)
+        if not quiet:
+            print(f"wrote {json_path}")
+    return records

@@ -35,7 +35,10 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 _X_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-@triton.jit
+# N changes from call to call: no "== 1" / "multiple of 16" variants for it (a recompile each).
+# G, L, K, Dg are a tokenizer's constants, and x_stride is G*Dg (or 0 for a broadcast row): left
+# specialised, so that a 16-divisible row stride keeps the loads of x vectorised.
+@triton.jit(do_not_specialize=["N"])
 def _grq_encode_kernel(x, cb, norms, codes, quant, N, x_stride, G, L, K, Dg,
                        WRITE_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                        BLOCK_D: tl.constexpr):
@@ -79,9 +82,10 @@ def _grq_encode_kernel(x, cb, norms, codes, quant, N, x_stride, G, L, K, Dg,
         tl.store(quant + rows64[:, None] * (G * Dg) + (g * Dg + d)[None, :], q, mask=m2)
 
 
-def _default_blocks(block_d: int) -> tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, num_warps) before clamping to the problem size."""
-    if _INTERPRET:
+def _default_blocks(block_d: int, interpret: bool | None = None) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_K, num_warps) before clamping to the problem size; ``interpret=False`` gives
+    the GPU's configuration also under the interpreter (tests run exactly the tiles a GPU runs)."""
+    if _INTERPRET if interpret is None else interpret:
         return 256, 256, 4
     if block_d <= 128:
         return 64, 64, 4 if block_d <= 64 else 8

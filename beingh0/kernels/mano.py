@@ -131,7 +131,10 @@ def _tip_blend(c: tl.constexpr, bt, f0, f1, f2, f3, f4, f5, f6, f7, f8, v_templa
 # ----------------------------------------------------------------------------------------------
 # kernel 1: rotations, kinematic chain, keypoints (+ workspace for the skinning kernel)
 # ----------------------------------------------------------------------------------------------
-@triton.jit
+# Sizes and strides are plain runtime values: without do_not_specialize Triton compiles one
+# variant per combination of "== 1" / "multiple of 16" (B = 1, 16, 37, ...; shared betas' stride 0),
+# 36 variants in one test run, each a multi-second compile on the GPU.
+@triton.jit(do_not_specialize=["B", "V", "betas_row_stride"])
 def _mano_chain_kernel(
     pose_ptr, betas_ptr, trans_ptr,                       # (B, 48), (R, S), (B, 3)
     v_template_ptr, shapedirs_t_ptr, posedirs_t_ptr,      # (V, 3), (S, 3V), (135, 3V)
@@ -282,7 +285,7 @@ def _mano_chain_kernel(
 # ----------------------------------------------------------------------------------------------
 # kernel 2: blend shapes and skinning of all vertices
 # ----------------------------------------------------------------------------------------------
-@triton.jit
+@triton.jit(do_not_specialize=["B", "V", "betas_row_stride"])
 def _mano_skin_kernel(
     ws_ptr, betas_ptr,                                    # (B, WS_STRIDE) f32, (R, S)
     v_template_ptr, shapedirs_t_ptr, posedirs_t_ptr,      # (V, 3), (S, 3V), (135, 3V)

@@ -47,7 +47,9 @@ def _pick(c: tl.constexpr, a0, a1, a2, a3):
     return v
 
 
-@triton.jit
+# Input sizes and strides vary per video (H = 1 or W % 16 == 0 would each be a new compile);
+# the output size h, w is a fixed target.
+@triton.jit(do_not_specialize=["H", "W", "stride_b", "stride_h"])
 def _warp_kernel(src, params, out, mask_out, H, W, stride_b, stride_h, h, w,
                  s0, s1, s2, s3, b0, b1, b2, b3, f0, f1, f2, f3,
                  C: tl.constexpr, MODE: tl.constexpr, DIST: tl.constexpr, OUT_U8: tl.constexpr,

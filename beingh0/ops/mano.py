@@ -17,7 +17,7 @@ compile. A hot loop that has already validated its inputs can pass ``check=False
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -270,6 +270,7 @@ def _backward_impl(grad_verts, grad_keypoints, betas, pose, trans, v_template, s
     if B == 0:
         return g_betas.zero_(), g_pose, g_trans
     betas, pose, trans = betas.contiguous(), pose.contiguous(), trans.contiguous()
+    # No vertex gradient: the kernels' keypoint-only backward (the 5 fingertip vertices, not all V)
     gv = grad_verts.contiguous() if (with_vertices and grad_verts is not None) else None
     gk = grad_keypoints.contiguous() if grad_keypoints is not None else None
     launch("mano_backward", b, pose.device, DTYPE_CODES[pose.dtype], gv.data_ptr() if gv is not None else 0,
@@ -304,7 +305,7 @@ def _(betas, pose, trans, v_template, shapedirs_t, posedirs_t, j_template, j_sha
 
 @torch.library.custom_op("beingh0::mano_lbs_backward", mutates_args=())
 def _mano_lbs_backward_op(
-    grad_verts: torch.Tensor, grad_keypoints: torch.Tensor,
+    grad_verts: Optional[torch.Tensor], grad_keypoints: torch.Tensor,
     betas: torch.Tensor, pose: torch.Tensor, trans: torch.Tensor,
     v_template: torch.Tensor, shapedirs_t: torch.Tensor, posedirs_t: torch.Tensor, j_template: torch.Tensor,
     j_shapedirs_t: torch.Tensor, weights: torch.Tensor, tip_ids: torch.Tensor,
@@ -323,6 +324,9 @@ def _setup_context(ctx, inputs, output):
     betas, pose, trans, *consts, trans_mode, with_vertices, backend = inputs
     ctx.save_for_backward(betas, pose, trans, *consts)
     ctx.trans_mode, ctx.with_vertices, ctx.backend = trans_mode, with_vertices, backend
+    # An output that the loss does not use gets None, not a materialised zero tensor: a loss on the
+    # keypoints alone then takes the keypoint-only backward instead of the full V-vertex one.
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_verts, grad_kp):
@@ -332,8 +336,8 @@ def _backward(ctx, grad_verts, grad_kp):
         b = Backend.CUDA if pose.is_cuda else Backend.CPP
     if grad_kp is None:
         grad_kp = pose.new_zeros(pose.shape[0], NUM_KEYPOINTS, 3)
-    if grad_verts is None or not ctx.with_vertices:
-        grad_verts = pose.new_zeros(pose.shape[0], consts[0].shape[0] if ctx.with_vertices else 0, 3)
+    if not ctx.with_vertices:
+        grad_verts = None
     gb, gp, gt = _mano_lbs_backward_op(grad_verts, grad_kp, betas, pose, trans, *consts,
                                        ctx.trans_mode, ctx.with_vertices, b.value)
     return (gb, gp, gt) + (None,) * 10

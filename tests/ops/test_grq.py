@@ -271,18 +271,49 @@ def test_broadcast_rows(backend):
 
 
 @pytest.mark.parametrize("rows", [16, 32, 64])
-def test_cuda_tile_paths(rows, monkeypatch):
-    """Each rows-per-block tile of the CUDA kernel (normally chosen by N and the device) against the
-    reference; 150 rows leave a partial last tile for every size."""
+@pytest.mark.parametrize("shape", [(150, 2, 4, 150, 40), (None, 1, 3, 129, 37), (None, 2, 8, 512, 256)],
+                         ids=["150rows", "one_row_tail", "tokenizer"])
+def test_cuda_tile_paths(rows, shape, monkeypatch):
+    """Each rows-per-block tile of the CUDA kernel (normally chosen by N and the device: at N = 65,536
+    the 64- and 32-row tiles with their float4/float2 shared loads) against the reference, each with
+    a ragged last tile: 150 rows (a partial tile for every size), 2 tiles + 1 row with Dg not a
+    multiple of 4 and K one past a 128-code tile, and the tokenizer's 2x8x512x256 with 3 tiles + 5 rows."""
     skip_unless_available(Backend.CUDA)
     import beingh0.ops.grq as grq_mod
 
     monkeypatch.setattr(grq_mod, "CUDA_TILE_ROWS", rows)
-    x, cb = _problem(150, 2, 4, 150, 40, seed=14)
+    N = shape[0] or (2 * rows + 1 if shape[4] < 100 else 3 * rows + 5)
+    assert N % rows, "the last tile must be ragged"
+    x, cb = _problem(N, *shape[1:], seed=14 + rows)
     _check_backend(Backend.CUDA, x, cb)
     monkeypatch.setattr(grq_mod, "CUDA_TILE_ROWS", 48)
     with pytest.raises(ValueError, match="tile_rows must be 0"):
         grq_encode(x.float().cuda(), cb.float().cuda(), backend="cuda")
+
+
+@pytest.mark.parametrize("Dg", [64, 256])
+def test_triton_gpu_tile_configuration(Dg):
+    """The Triton kernel with the tiles a GPU runs (64 rows for Dg <= 128, 32 rows and 8 warps for
+    Dg = 256, 64 codes per chunk), not only the interpreter's default 256 x 256, with a ragged last
+    row tile and a ragged last code chunk; fp32 (the interpreter's bf16 tl.dot is wrong)."""
+    skip_unless_available(Backend.TRITON)
+    from beingh0.kernels.grq import _default_blocks, grq_encode_triton
+
+    block_n, block_k, warps = _default_blocks(Dg, interpret=False)
+    assert (block_n, block_k) == ((64, 64) if Dg <= 128 else (32, 64)) and (Dg <= 64 or warps == 8)
+    N, G, L, K = 2 * block_n + 5, 2, 3, 2 * block_k + 22
+    x, cb = _problem(N, G, L, K, Dg, seed=Dg)
+    dev = backend_device(Backend.TRITON)
+    cbf = cb.float().to(dev)
+    codes = torch.full((N, G, L), -7, dtype=torch.int64, device=dev)
+    quant = torch.full((N, G * Dg), float("nan"), device=dev)
+    grq_encode_triton(x.float().to(dev), cbf, code_norms(cbf).contiguous(), codes, quant,
+                      block_n=block_n, block_k=block_k, num_warps=warps)
+    ref_codes, ref_q = grq_encode_reference(x, cb.float().double(), return_quantized=True)
+    keep = _margins(x, cb.float().double()) > 1e-5
+    assert keep.all()
+    assert torch.equal(codes.cpu(), ref_codes)
+    assert_verbose_allclose(quant.cpu().double(), ref_q, atol=1e-4, rtol=1e-5, name="triton quantized")
 
 
 @pytest.mark.parametrize("backend", [Backend.REFERENCE] + KERNELS, ids=lambda b: b.value)
@@ -401,3 +432,13 @@ def test_cuda_backend_rejects_cpu_tensors():
         pytest.skip("machine has CUDA; the unavailable-backend message is not reachable")
     with pytest.raises(RuntimeError, match="'cuda' was requested but is unavailable"):
         grq_encode(torch.randn(3, 8), torch.randn(2, 3, 5, 4), backend="cuda")
+
+
+def test_triton_sizes_not_specialized():
+    """N = 1 or a multiple of 16 must not compile a new kernel variant."""
+    pytest.importorskip("triton")
+    from beingh0.kernels.grq import _grq_encode_kernel as kernel
+
+    names = ({p.name for p in kernel.params if p.do_not_specialize} if hasattr(kernel, "params")
+             else set(kernel.kwargs.get("do_not_specialize") or ()))
+    assert "N" in names

@@ -82,6 +82,63 @@ def test_backward_matches_reference(arrays, backend, shared, trans_mode):
             assert_verbose_allclose(a, e, atol=1e-9, rtol=1e-9, name=f"grad {n} (joints_only={joints_only})")
 
 
+@pytest.mark.parametrize("backend", [Backend.CPP, Backend.CUDA], ids=lambda b: b.value)
+@pytest.mark.parametrize("used", ["keypoints", "vertices"])
+def test_backward_of_one_output(arrays, backend, used, monkeypatch):
+    """A loss on the keypoints alone runs the keypoint-only backward kernel (grad_verts pointer 0,
+    5 fingertip vertices) instead of a full 778-vertex backward of a zero vertex gradient; a loss on
+    the vertices alone still gets the keypoints' zero gradient. Both match the float64 reference."""
+    skip_unless_available(backend)
+    import beingh0.ops.mano as mano_ops
+
+    dev = backend_device(backend)
+    m = ManoModel(arrays)
+    base = _inputs(4, False, seed=21)
+    g = torch.Generator().manual_seed(22)
+    w = torch.randn(4, 21 if used == "keypoints" else 778, 3, generator=g, dtype=torch.float64)
+    calls = []
+    real_launch = mano_ops.launch
+    monkeypatch.setattr(mano_ops, "launch", lambda op, *a, **kw: (calls.append((op, a)), real_launch(op, *a, **kw))[1])
+    grads = {}
+    for name, b, d in (("ref", "reference", "cpu"), ("kernel", backend, dev)):
+        x = [t.to(d).requires_grad_() for t in base]
+        out = mano_forward(*x, m.constants(d, torch.float64), backend=b)
+        loss = (out[1 if used == "keypoints" else 0] * w.to(d)).sum()
+        grads[name] = torch.autograd.grad(loss, x)
+    (bwd,) = [a for op, a in calls if op == "mano_backward"]
+    grad_verts_ptr = bwd[3]  # launch(op, backend, device, dtype_code, grad_verts, grad_keypoints, ...)
+    assert (grad_verts_ptr == 0) == (used == "keypoints")
+    for n, a, e in zip(("betas", "pose", "trans"), grads["kernel"], grads["ref"]):
+        assert_verbose_allclose(a, e, atol=1e-9, rtol=1e-9, name=f"grad {n} ({used} only)")
+
+
+@pytest.mark.parametrize("backend", [Backend.CPP, Backend.CUDA], ids=lambda b: b.value)
+def test_float32_backward_small_angles(arrays, backend):
+    """float32 backward at joint angles of 1e-3..1e-2 rad, where the Rodrigues derivative terms
+    subtract nearly equal numbers: against the float64 reference on the same (rounded) inputs. The
+    CUDA build compiles the MANO files without --use_fast_math (approximate sinf/cosf/sqrtf would
+    fail this); the C++ kernel runs the same math (mano_math.h) and calibrates the tolerance."""
+    skip_unless_available(backend)
+    dev = backend_device(backend)
+    m = ManoModel(arrays)
+    B = 8
+    g = torch.Generator().manual_seed(31)
+    axes = torch.nn.functional.normalize(torch.randn(B, 16, 3, generator=g, dtype=torch.float64), dim=-1)
+    angles = 10 ** (-3 + torch.rand(B, 16, 1, generator=g, dtype=torch.float64))     # 1e-3 .. 1e-2 rad
+    pose = (axes * angles).reshape(B, 48).float().double()
+    betas = torch.randn(B, 10, generator=g, dtype=torch.float64).float().double()
+    trans = (0.1 * torch.randn(B, 3, generator=g, dtype=torch.float64)).float().double()
+    gv, gk = torch.randn(B, 778, 3, generator=g, dtype=torch.float64), torch.randn(B, 21, 3, generator=g, dtype=torch.float64)
+    grads = {}
+    for name, b, d, dt in (("ref", "reference", "cpu", torch.float64), ("kernel", backend, dev, torch.float32)):
+        x = [t.to(d, dt).requires_grad_() for t in (betas, pose, trans)]
+        v, k = mano_forward(*x, m.constants(d, dt), backend=b)
+        loss = (v * gv.to(d, dt)).sum() + (k * gk.to(d, dt)).sum()
+        grads[name] = [t.double().cpu() for t in torch.autograd.grad(loss, x)]
+    for n, a, e in zip(("betas", "pose", "trans"), grads["kernel"], grads["ref"]):
+        assert_verbose_allclose(a, e, atol=2e-5 * e.abs().max().item(), rtol=0, name=f"float32 grad {n}")
+
+
 @pytest.mark.parametrize("shared", [True, False], ids=["shared_betas", "own_betas"])
 def test_gradcheck_cpp(arrays, shared):
     skip_unless_available(Backend.CPP)
@@ -270,3 +327,33 @@ def test_bad_model_constants(arrays, backend):
         run(weights=torch.zeros(1, dtype=torch.float64))
     # the unchanged constants still run
     run()
+
+
+def _not_specialized(kernel) -> set:
+    """Names a Triton kernel marks do_not_specialize (compiled JITFunction or the interpreter's wrapper)."""
+    if hasattr(kernel, "params"):
+        return {p.name for p in kernel.params if p.do_not_specialize}
+    return set(kernel.kwargs.get("do_not_specialize") or ())
+
+
+def test_triton_sizes_not_specialized():
+    """B = 1, 16, 17, ... and shared betas (stride 0) must not each compile a new variant (36 compiles
+    in one test run on a GPU before)."""
+    pytest.importorskip("triton")
+    from beingh0.kernels import mano as k
+
+    for kernel in (k._mano_chain_kernel, k._mano_skin_kernel):
+        assert {"B", "V", "betas_row_stride"} <= _not_specialized(kernel)
+
+
+def test_backward_benchmark_records():
+    """``run_mano_backward_bench`` (forward + backward vs smplx autograd): one record per op and
+    backend next to the anchor's, gradients close to the float64 reference."""
+    pytest.importorskip("smplx")
+    skip_unless_available(Backend.CPP)
+    from beingh0.benchmark.mano import BACKWARD_OPS, run_mano_backward_bench
+
+    recs = run_mano_backward_bench(device="cpu", batches=[3], backends=["cpp"], repeats=1, quiet=True)
+    assert [(r["op"], r["impl"]) for r in recs] == [("mano_forward_backward", "smplx")] + [(op, "cpp") for op in BACKWARD_OPS]
+    for r in recs[1:]:
+        assert r["max_abs_err_vs_reference"] < 1e-3 and r["forward_ms"] > 0 and r["speedup_vs_baseline"] > 0
