@@ -55,7 +55,7 @@ def time_fn(fn, device: str, *, min_time_s: float = 0.5, min_repeats: int = 3, m
                 break
         elif n >= max_repeats or (n >= min_repeats and time.perf_counter() - t_start > min_time_s):
             break
-    q = statistics.quantiles(times, n=10) if len(times) >= 2 else [times[0]] * 9
+    q = statistics.quantiles(times, n=10, method="inclusive") if len(times) >= 2 else [times[0]] * 9
     out = {"median_ms": statistics.median(times), "p10_ms": q[0], "p90_ms": q[-1], "repeats": len(times)}
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated() - base - (flush.numel() * 4 if flush is not None else 0)
