@@ -13,7 +13,6 @@ the item is left out and recorded in ``manifest.json`` (``skipped``).
 from __future__ import annotations
 
 import os
-import shutil
 import traceback
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict
@@ -250,11 +249,3 @@ def build_dataset(source: str | Source, root: str | Path | None, out_dir: str | 
     write_json(out / INDEX_NAME, index)
     write_json(out / MANIFEST_NAME, manifest)
     return manifest
-
-
-def remove_dataset(path: str | Path) -> None:
-    """Delete a dataset folder built by :func:`build_dataset` (refuses other folders)."""
-    p = Path(path)
-    if not (p / INDEX_NAME).is_file():
-        raise UserValueError(f"{p} has no {INDEX_NAME}; not removing a folder that is not a beingh0 dataset")
-    shutil.rmtree(p)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -305,10 +305,3 @@ def check_sample(s: Mapping[str, Any], episode_duration: float | None = None) ->
         raise ValueError(f"sample [{s['t0']}, {s['t0'] + s['duration']}) s runs past the episode ({episode_duration} s)")
     if s["task"] in ("generation", "prediction") and not any(isinstance(r, MotionRef) for r in parse_placeholders(s["response"])):
         raise ValueError(f"{s['task']} sample without a motion placeholder in its response")
-
-
-def iter_tasks(samples: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    counts = {t: 0 for t in TASKS}
-    for s in samples:
-        counts[s["task"]] += 1
-    return counts

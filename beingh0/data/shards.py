@@ -40,7 +40,6 @@ INDEX_VERSION = 1
 MANIFEST_FORMAT = "beingh0.dataset"
 INDEX_NAME = "index.json"
 MANIFEST_NAME = "manifest.json"
-MOTION_SUFFIX = ".motion.safetensors"
 _BLOCK = 512
 #: Fewest bytes one frame takes in the stored arrays (camera intrinsics 4 + cam_to_world 16 float64)
 #: and in a motion sidecar (global_orient 3 + hand_pose 45 + trans 3 + joints 63 float32 + valid):

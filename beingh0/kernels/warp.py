@@ -20,7 +20,6 @@ import torch
 import triton
 import triton.language as tl
 
-NUM_PARAMS = 16
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
