@@ -1,4 +1,4 @@
-"""``beingh0 bench {mano,grq,warp,data}``: kernels and the loader against their anchors (beingh0.benchmark)."""
+"""``beingh0 bench {mano,grq,warp,ce,data}``: kernels and the loader against their anchors (beingh0.benchmark)."""
 from __future__ import annotations
 
 from .common import parse_size, user_path
@@ -26,6 +26,13 @@ def _bench_warp(a):
 
     run_warp_bench(device=a.device, sizes=[parse_size(s) for s in a.size], batches=a.batch, json_path=a.json,
                    backends=a.backends, repeats=a.repeats, threads=a.threads, chain_max_batch=a.chain_max_batch)
+
+
+def _bench_ce(a):
+    from ..benchmark.ce import run_ce_bench
+
+    run_ce_bench(device=a.device, tokens=a.tokens, vocab=a.vocab, hidden=a.hidden, json_path=a.json, impls=a.impls,
+                 backends=a.backends, repeats=a.repeats, threads=a.threads, timeout_s=a.timeout)
 
 
 def _bench_data(a):
@@ -85,6 +92,27 @@ def register(sub) -> None:
     s.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: adaptive)")
     s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
     s.set_defaults(fn=_bench_warp)
+
+    s = bench.add_parser(
+        "ce", help="fused_linear_cross_entropy (4096 tokens x 159868 vocab x 896 hidden) vs naive head + "
+                   "F.cross_entropy and Liger-Kernel; time and peak memory, forward + backward",
+        description="Times the loss head's forward + backward (mean of the per-token loss) for ours, the naive "
+                    "head matmul + F.cross_entropy(reduction='none') and Liger-Kernel's fused linear cross-entropy "
+                    "(where it imports: CUDA only) on identical float32 inputs, with the peak memory each takes above "
+                    "the inputs (CPU: each in a fresh process, peak RSS; CUDA: the caching allocator's peak). The "
+                    "naive path at the default shape needs about 8 GB and minutes per step on a 2-core CPU.")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
+    s.add_argument("--tokens", type=int, default=4096, help="rows N (default: 4096)")
+    s.add_argument("--vocab", type=int, default=159868, help="vocabulary V (default: 159868 = InternVL3 + 8194 motion)")
+    s.add_argument("--hidden", type=int, default=896, help="hidden size H (default: 896, InternVL3-1B)")
+    s.add_argument("--impls", nargs="+", choices=["ours", "naive", "liger"], default=["ours", "naive", "liger"],
+                   help="(default: all three)")
+    s.add_argument("--backends", nargs="+", default=None, help="ours' backends (default: cpp on cpu; triton cpp on cuda)")
+    s.add_argument("--threads", type=int, default=None, help="torch threads (default: OpenMP's)")
+    s.add_argument("--repeats", type=int, default=None, help="timed repeats after one warm-up (default: adaptive)")
+    s.add_argument("--timeout", type=float, default=3600, help="CPU: seconds per implementation's process (default: 3600)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_ce)
 
     s = bench.add_parser("data", help="data loader samples/s (motion-only and image samples, 0/1/2 workers)")
     s.add_argument("--episodes", type=int, default=48, help="random episodes in the temporary dataset (default: 48)")
