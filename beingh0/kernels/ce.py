@@ -9,8 +9,10 @@ restricted row, [0, V) otherwise; other ids and the padding past V count as -inf
 target's logit when its tile passes. Nothing of size N x V is stored; the outputs are the per-row
 loss and logsumexp (0 at ignored rows, target -100).
 
-Inputs are loaded in their dtype and converted to float32 (float64 inputs are computed in float32
-too; the public function routes float64 to the chunked path). Block sizes: first guesses for an
+float32 inputs: exact float32 dots (``input_precision="ieee"``, not tf32). 16-bit inputs on a GPU:
+``tl.dot`` in their dtype with float32 accumulation (tensor cores); under the interpreter, whose
+bfloat16 ``tl.dot`` is wrong, they are converted to float32 first. float64 is computed in float32
+(the public function routes float64 to the chunked path). Block sizes: first guesses for an
 H100 (no GPU was available when this was written); under the interpreter, small tiles.
 """
 from __future__ import annotations
@@ -27,8 +29,8 @@ _DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 @triton.jit
 def _ce_forward_kernel(h, w, b, t, r, loss, lse, N, V, H, h_stride, w_stride, lo, hi,
-                       HAS_BIAS: tl.constexpr, HAS_RESTRICT: tl.constexpr, BLOCK_M: tl.constexpr,
-                       BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr):
+                       HAS_BIAS: tl.constexpr, HAS_RESTRICT: tl.constexpr, DOT_F32: tl.constexpr,
+                       BLOCK_M: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr):
     pid = tl.program_id(0)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < N
@@ -53,10 +55,13 @@ def _ce_forward_kernel(h, w, b, t, r, loss, lse, N, V, H, h_stride, w_stride, lo
             k = k0 + kk
             kmask = k < H
             ht = tl.load(h + rows64[:, None] * h_stride + k[None, :], mask=rmask[:, None] & kmask[None, :],
-                         other=0.0).to(tl.float32)
+                         other=0.0)
             wt = tl.load(w + cols64[:, None] * w_stride + k[None, :], mask=cmask[:, None] & kmask[None, :],
-                         other=0.0).to(tl.float32)
-            z += tl.dot(ht, tl.trans(wt), input_precision="ieee")
+                         other=0.0)
+            if DOT_F32:
+                z += tl.dot(ht.to(tl.float32), tl.trans(wt.to(tl.float32)), input_precision="ieee")
+            else:  # 16-bit inputs on a GPU: tensor-core dot, float32 accumulation
+                z += tl.dot(ht, tl.trans(wt))
         if HAS_BIAS:
             z += tl.load(b + cols64, mask=cmask, other=0.0).to(tl.float32)[None, :]
         # the target's logit (before masking; a restricted row's target lies inside its range)
@@ -132,5 +137,6 @@ def fused_linear_ce_forward_triton(hidden: torch.Tensor, weight: torch.Tensor, t
     r = restrict.contiguous().view(torch.uint8) if restrict is not None else targets
     _ce_forward_kernel[(triton.cdiv(N, block_m),)](
         hidden, weight, bias.contiguous() if bias is not None else hidden, targets, r, loss, lse, N, V, H, h_stride,
-        w_stride, lo, hi, HAS_BIAS=bias is not None, HAS_RESTRICT=restrict is not None, BLOCK_M=block_m,
+        w_stride, lo, hi, HAS_BIAS=bias is not None, HAS_RESTRICT=restrict is not None,
+        DOT_F32=_INTERPRET or hidden.dtype in (torch.float32, torch.float64), BLOCK_M=block_m,
         BLOCK_V=block_v, BLOCK_K=block_k, num_warps=num_warps or dw)

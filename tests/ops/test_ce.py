@@ -375,3 +375,31 @@ def test_bad_input_raises_clear_errors():
         f(h, w, t, backend="cuda")
     with pytest.raises(TypeError, match="Triton backend computes in float32"):
         f(h, w, t, backend="triton")
+
+
+# --------------------------------------------------------------------------------------------
+# the benchmark command at a toy size
+
+
+def test_bench_ce_command_writes_records(tmp_path, monkeypatch):
+    """`beingh0 bench ce` end to end at a toy size (in-process measurements instead of one process per
+    implementation, to stay fast): records for ours, naive and liger (skipped without a GPU)."""
+    import json
+
+    import beingh0.benchmark.ce as bench
+    from beingh0.cli.main import main
+
+    monkeypatch.setattr(bench, "_measure_in_subprocess",
+                        lambda impl, N, V, H, b, repeats, threads, timeout_s: bench.measure(impl, N, V, H, "cpu", b,
+                                                                                            repeats, threads))
+    path = tmp_path / "ce.json"
+    assert main(["bench", "ce", "--tokens", "40", "--vocab", "300", "--hidden", "16", "--repeats", "1",
+                 "--threads", str(torch.get_num_threads()), "--json", str(path)]) == 0
+    recs = {r["impl"]: r for r in json.loads(path.read_text())}
+    assert set(recs) == {"ours-cpp", "naive", "liger"}
+    for impl in ("ours-cpp", "naive"):
+        r = recs[impl]
+        assert r["shape"] == [40, 300, 16] and r["median_ms"] > 0 and r["peak_mem_mb"] >= 0
+        assert r["max_abs_err_vs_reference"] < 1e-5 and r["baseline"] == "naive"
+    if not torch.cuda.is_available():
+        assert recs["liger"]["median_ms"] is None and "liger" in recs["liger"]["skipped"]
