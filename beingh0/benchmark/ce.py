@@ -148,8 +148,10 @@ def _measure_in_subprocess(impl, N, V, H, backend, repeats, threads, timeout_s) 
 
 def run_ce_bench(device: str = "cpu", tokens: int = TOKENS, vocab: int = VOCAB, hidden: int = HIDDEN,
                  json_path=None, impls=IMPLS, backends=None, repeats: int | None = None, threads: int | None = None,
-                 timeout_s: float = 3600, quiet: bool = False) -> list[dict]:
-    """One record per implementation (and per backend of ours) at (tokens, vocab, hidden)."""
+                 timeout_s: float = 3600, rounds: int = 1, quiet: bool = False) -> list[dict]:
+    """One record per implementation (and per backend of ours) at (tokens, vocab, hidden); with
+    ``rounds`` > 1 each implementation is measured once per round (alternating order), and the record
+    has the median of the rounds' medians and the largest peak."""
     from .common import stamp, write_records
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -167,7 +169,8 @@ def run_ce_bench(device: str = "cpu", tokens: int = TOKENS, vocab: int = VOCAB, 
             runs += [("ours", b) for b in backends]
         else:
             runs.append((impl, None))
-    records = []
+    records, results = [], {}
+    todo = []
     for impl, b in runs:
         rec = dict(impl=impl if b is None else f"ours-{b}", backend=b, **common)
         if impl == "liger":
@@ -176,14 +179,39 @@ def run_ce_bench(device: str = "cpu", tokens: int = TOKENS, vocab: int = VOCAB, 
                 records.append({**rec, "median_ms": None, "p10_ms": None, "p90_ms": None, "peak_mem_mb": None,
                                 "max_abs_err_vs_reference": None, "skipped": why})
                 continue
-        if not quiet:
-            print(f"ce bench: {rec['impl']} at N={N} V={V} H={H} on {device} ...", flush=True)
-        if device == "cpu":
-            res = _measure_in_subprocess(impl, N, V, H, b, repeats, threads, timeout_s)
-        else:
-            torch.cuda.empty_cache()
-            res = measure(impl, N, V, H, device, b, repeats, threads)
+        todo.append((impl, b, rec))
+    # rounds: every implementation once per round, in alternating order, so that a change in the
+    # machine's load during the run (a shared CPU) biases no implementation
+    for rnd in range(rounds):
+        for impl, b, rec in (todo if rnd % 2 == 0 else todo[::-1]):
+            if not quiet:
+                print(f"ce bench: round {rnd + 1}/{rounds}: {rec['impl']} at N={N} V={V} H={H} on {device} ...",
+                      flush=True)
+            if device == "cpu":
+                res = _measure_in_subprocess(impl, N, V, H, b, repeats, threads, timeout_s)
+            else:
+                torch.cuda.empty_cache()
+                res = measure(impl, N, V, H, device, b, repeats, threads)
+            results.setdefault(rec["impl"], []).append(res)
+    for impl, b, rec in todo:
+        rs = results[rec["impl"]]
+        ok = [r for r in rs if "error" not in r]
+        if not ok:
+            records.append({**rec, "median_ms": None, "peak_mem_mb": None, "error": rs[0]["error"]})
+            continue
+        res = dict(ok[0])
+        if len(ok) > 1:  # median over rounds of each round's median; the worst peak
+            import statistics
+
+            res["median_ms"] = statistics.median(r["median_ms"] for r in ok)
+            res["p10_ms"] = min(r["p10_ms"] for r in ok)
+            res["p90_ms"] = max(r["p90_ms"] for r in ok)
+            res["repeats"] = sum(r["repeats"] for r in ok)
+            res["peak_mem_mb"] = max(r["peak_mem_mb"] for r in ok)
+            res["round_medians_ms"] = [r["median_ms"] for r in ok]
+        res["rounds"] = len(ok)
         records.append({**rec, **res})
+    records.sort(key=lambda r: [x[0] if x[1] is None else f"ours-{x[1]}" for x in runs].index(r["impl"]))
     base = next((r for r in records if r["impl"] == "naive" and r.get("median_ms")), None)
     for r in records:
         if base and r.get("median_ms"):

@@ -32,7 +32,8 @@ def _bench_ce(a):
     from ..benchmark.ce import run_ce_bench
 
     run_ce_bench(device=a.device, tokens=a.tokens, vocab=a.vocab, hidden=a.hidden, json_path=a.json, impls=a.impls,
-                 backends=a.backends, repeats=a.repeats, threads=a.threads, timeout_s=a.timeout)
+                 backends=a.backends, repeats=a.repeats, threads=a.threads, timeout_s=a.timeout,
+                 rounds=a.rounds)
 
 
 def _bench_data(a):
@@ -110,6 +111,9 @@ def register(sub) -> None:
     s.add_argument("--backends", nargs="+", default=None, help="ours' backends (default: cpp on cpu; triton cpp on cuda)")
     s.add_argument("--threads", type=int, default=None, help="torch threads (default: OpenMP's)")
     s.add_argument("--repeats", type=int, default=None, help="timed repeats after one warm-up (default: adaptive)")
+    s.add_argument("--rounds", type=int, default=1,
+                   help="measure every implementation once per round, alternating the order, and report the median "
+                        "over rounds (a shared machine's load drifts; default: 1)")
     s.add_argument("--timeout", type=float, default=3600, help="CPU: seconds per implementation's process (default: 3600)")
     s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
     s.set_defaults(fn=_bench_ce)

@@ -180,7 +180,7 @@ def test_under_torch_compile():
 
 
 def test_default_chunk_size():
-    assert default_chunk_size(4096, 159868) == (1 << 24) // 159868
+    assert default_chunk_size(4096, 159868) == (1 << 25) // 159868 == 209
     assert default_chunk_size(3, 10) == 3 and default_chunk_size(0, 10) == 1 and default_chunk_size(5, 1 << 30) == 1
 
 
@@ -393,13 +393,14 @@ def test_bench_ce_command_writes_records(tmp_path, monkeypatch):
                         lambda impl, N, V, H, b, repeats, threads, timeout_s: bench.measure(impl, N, V, H, "cpu", b,
                                                                                             repeats, threads))
     path = tmp_path / "ce.json"
-    assert main(["bench", "ce", "--tokens", "40", "--vocab", "300", "--hidden", "16", "--repeats", "1",
+    assert main(["bench", "ce", "--tokens", "40", "--vocab", "300", "--hidden", "16", "--repeats", "1", "--rounds", "2",
                  "--threads", str(torch.get_num_threads()), "--json", str(path)]) == 0
     recs = {r["impl"]: r for r in json.loads(path.read_text())}
     assert set(recs) == {"ours-cpp", "naive", "liger"}
     for impl in ("ours-cpp", "naive"):
         r = recs[impl]
         assert r["shape"] == [40, 300, 16] and r["median_ms"] > 0 and r["peak_mem_mb"] >= 0
-        assert r["max_abs_err_vs_reference"] < 1e-5 and r["baseline"] == "naive"
+        assert r["max_abs_err_vs_reference"] < 1e-5 and r["baseline"] == "naive" and r["rounds"] == 2
+        assert len(r["round_medians_ms"]) == 2
     if not torch.cuda.is_available():
         assert recs["liger"]["median_ms"] is None and "liger" in recs["liger"]["skipped"]
