@@ -154,8 +154,14 @@ def run_ce_bench(device: str = "cpu", tokens: int = TOKENS, vocab: int = VOCAB, 
     has the median of the rounds' medians and the largest peak."""
     from .common import stamp, write_records
 
+    from ..core.errors import UserValueError
+
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA GPU is visible to torch")
+    for name, v in (("tokens", tokens), ("vocab", vocab), ("hidden", hidden), ("rounds", rounds),
+                    ("repeats", 1 if repeats is None else repeats)):
+        if v < 1:
+            raise UserValueError(f"bench ce: --{name} must be >= 1, got {v}")
     if backends is None:
         backends = ["cpp"] if device == "cpu" else ["triton", "cpp"]
     N, V, H = tokens, vocab, hidden

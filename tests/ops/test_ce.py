@@ -404,3 +404,5 @@ def test_bench_ce_command_writes_records(tmp_path, monkeypatch):
         assert len(r["round_medians_ms"]) == 2
     if not torch.cuda.is_available():
         assert recs["liger"]["median_ms"] is None and "liger" in recs["liger"]["skipped"]
+    with pytest.raises(UserValueError, match="--vocab must be >= 1"):
+        bench.run_ce_bench(vocab=0, quiet=True)
