@@ -10,7 +10,14 @@ backward of the mean per-token loss.
 import pytest
 import torch
 
-from beingh0.benchmark.ce import HIDDEN, TOKENS, VOCAB, _step_fn, liger_status, make_inputs
+from beingh0.benchmark.ce import (
+    HIDDEN,
+    TOKENS,
+    VOCAB,
+    _step_fn,
+    liger_status,
+    make_inputs,
+)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 N, V, H = (1024, 32768, HIDDEN) if DEVICE == "cpu" else (TOKENS, VOCAB, HIDDEN)

@@ -46,7 +46,7 @@ def make_inputs(N: int, V: int, H: int, device: str, dtype=torch.float32, seed: 
 def liger_status() -> tuple[bool, str]:
     try:
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss  # noqa: F401
-    except Exception as e:  # ImportError, or Triton failing without a GPU
+    except Exception as e:  # noqa: BLE001  (ImportError, or Triton failing without a GPU)
         return False, f"liger_kernel does not import here ({type(e).__name__}: {str(e)[:120]})"
     if not torch.cuda.is_available():
         return False, "liger_kernel needs a CUDA GPU (Triton kernels)"
@@ -93,7 +93,10 @@ def _max_err(impl, h, w, t, backend) -> float | None:
     """Per-token loss of the first rows vs the float64 reference (liger returns only the mean: None)."""
     import torch.nn.functional as F
 
-    from ..ops.ce import fused_linear_cross_entropy, fused_linear_cross_entropy_reference
+    from ..ops.ce import (
+        fused_linear_cross_entropy,
+        fused_linear_cross_entropy_reference,
+    )
 
     n = min(_REF_ROWS, h.shape[0])
     hs, ts = h.detach()[:n], t[:n]
@@ -136,7 +139,8 @@ def _measure_in_subprocess(impl, N, V, H, backend, repeats, threads, timeout_s) 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__)))), os.environ.get("PYTHONPATH", "")] if p)}
     try:
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env,
+                           check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s} s"}
     for line in p.stdout.splitlines():
@@ -152,9 +156,8 @@ def run_ce_bench(device: str = "cpu", tokens: int = TOKENS, vocab: int = VOCAB, 
     """One record per implementation (and per backend of ours) at (tokens, vocab, hidden); with
     ``rounds`` > 1 each implementation is measured once per round (alternating order), and the record
     has the median of the rounds' medians and the largest peak."""
-    from .common import stamp, write_records
-
     from ..core.errors import UserValueError
+    from .common import stamp, write_records
 
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA GPU is visible to torch")
@@ -235,7 +238,7 @@ def run_ce_bench(device: str = "cpu", tokens: int = TOKENS, vocab: int = VOCAB, 
             err = r.get("max_abs_err_vs_reference")
             print(f"{r['impl']:12s} {r['median_ms']:10.1f} {r['peak_mem_mb']:10.1f} "
                   f"{r.get('speedup_vs_baseline', float('nan')):12.2f} {r.get('peak_mem_vs_baseline', float('nan')):10.3f} "
-                  f"{('%.1e' % err) if err is not None else '-':>9s}")
+                  f"{f'{err:.1e}' if err is not None else '-':>9s}")
     if json_path:
         write_records(records, json_path)
     return records

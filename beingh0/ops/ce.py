@@ -46,16 +46,20 @@ filtering in plain torch (see its docstring).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from ..core.errors import UserValueError
 from ._scaffold import call_op, new_output
 from .backend import Backend, is_available, load_kernel_module, requested, resolve
 
-__all__ = ["IGNORE_INDEX", "fused_linear_cross_entropy", "fused_linear_cross_entropy_reference", "motion_restrict",
-           "masked_ce_loss", "default_chunk_size"]
+__all__ = [
+    "IGNORE_INDEX",
+    "default_chunk_size",
+    "fused_linear_cross_entropy",
+    "fused_linear_cross_entropy_reference",
+    "masked_ce_loss",
+    "motion_restrict",
+]
 
 IGNORE_INDEX = -100
 _SUPPORTED = (Backend.REFERENCE, Backend.CPP, Backend.TRITON)
@@ -297,8 +301,8 @@ def _backward_impl(grad, hidden, weight, targets, bias, restrict, lse, lo: int, 
 
 
 @torch.library.custom_op("beingh0::fused_linear_ce", mutates_args=())
-def _ce_op(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: Optional[torch.Tensor],
-           restrict: Optional[torch.Tensor], lo: int, hi: int, chunk: int, backend: str,
+def _ce_op(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None,
+           restrict: torch.Tensor | None, lo: int, hi: int, chunk: int, backend: str,
            grad_in_forward: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """hidden (N, H), weight (V, H), targets (N,) int64, bias (V,) or None, restrict (N,) bool or None
     -> (loss (N,), lse (N,), dh_unit (N, H), dw_unit (V, H), db_unit (V,)) in the math dtype; the three
@@ -319,7 +323,7 @@ def _(hidden, weight, targets, bias, restrict, lo, hi, chunk, backend, grad_in_f
 
 @torch.library.custom_op("beingh0::fused_linear_ce_backward", mutates_args=())
 def _ce_backward_op(grad: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                    bias: Optional[torch.Tensor], restrict: Optional[torch.Tensor], lse: torch.Tensor, lo: int,
+                    bias: torch.Tensor | None, restrict: torch.Tensor | None, lse: torch.Tensor, lo: int,
                     hi: int, chunk: int, backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Recompute mode -> (d_hidden (N, H), d_weight (V, H), d_bias (V,) or (0,) without bias) in the
     inputs' dtypes."""
@@ -336,7 +340,7 @@ def _(grad, hidden, weight, targets, bias, restrict, lse, lo, hi, chunk, backend
 
 @torch.library.custom_op("beingh0::fused_linear_ce_backward_units", mutates_args=("dw_unit",))
 def _ce_backward_units_op(grad: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          bias: Optional[torch.Tensor], restrict: Optional[torch.Tensor], lse: torch.Tensor,
+                          bias: torch.Tensor | None, restrict: torch.Tensor | None, lse: torch.Tensor,
                           dh_unit: torch.Tensor, dw_unit: torch.Tensor, db_unit: torch.Tensor, lo: int, hi: int,
                           chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient-in-forward mode -> (d_hidden (N, H), d_bias (V,) or (0,)) in the inputs' dtypes; turns

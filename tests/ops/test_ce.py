@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from beingh0.core.errors import UserValueError
-from beingh0.ops import Backend, fused_linear_cross_entropy, fused_linear_cross_entropy_reference, masked_ce_loss
-from beingh0.ops import motion_restrict
+from beingh0.ops import (
+    Backend,
+    fused_linear_cross_entropy,
+    fused_linear_cross_entropy_reference,
+    masked_ce_loss,
+    motion_restrict,
+)
 from beingh0.ops.ce import IGNORE_INDEX, default_chunk_size
 from beingh0.testing import skip_unless_available
 
@@ -61,13 +66,13 @@ def _check_against_reference(backend, dtype, gif, h, w, b, t, r=None, rng=None, 
     torch.testing.assert_close(loss.double(), ref_loss, atol=tol, rtol=tol)
     for name, a, e in zip(("hidden", "weight", "bias"), grads, ref_grads):
         assert a.dtype == dtype, name
-        torch.testing.assert_close(a.double(), e, atol=tol, rtol=tol, msg=lambda m: f"d_{name}: {m}")
+        torch.testing.assert_close(a.double(), e, atol=tol, rtol=tol, msg=lambda m, name=name: f"d_{name}: {m}")
     return loss
 
 
 @pytest.fixture(params=CONFIGS, ids=lambda c: f"{c[0]}-{str(c[1])[6:]}-{'gif' if c[2] else 'recompute'}")
 def config(request):
-    backend, dtype, gif = request.param
+    backend, _dtype, _gif = request.param
     skip_unless_available(Backend(backend))
     return request.param
 
@@ -138,7 +143,7 @@ def test_gradcheck_tiny():
     gradient-in-forward mode refuses: test_gradients_accumulate_and_second_backward)."""
     h, w, b, t, r = _problem(5, 4, 9, seed=1, restrict_range=(3, 7), restrict_p=1.0)
     for gif in (False,):
-        f = lambda hh, ww, bb: fused_linear_cross_entropy(hh, ww, t, restrict=r, restrict_range=(3, 7), bias=bb,
+        f = lambda hh, ww, bb, gif=gif: fused_linear_cross_entropy(hh, ww, t, restrict=r, restrict_range=(3, 7), bias=bb,
                                                           backend="cpp", chunk_size=2, grad_in_forward=gif)
         assert torch.autograd.gradcheck(f, (h.clone().requires_grad_(), w.clone().requires_grad_(),
                                             b.clone().requires_grad_()))
@@ -147,7 +152,7 @@ def test_gradcheck_tiny():
 def test_gradients_accumulate_and_second_backward():
     """.grad accumulates over calls (the weight gradient buffer is handed to .grad in gradient-in-forward
     mode); a second backward through one graph works when recomputing and is refused, not wrong, otherwise."""
-    h, w, b, t, _ = _problem(9, 5, 11, seed=4)
+    h, w, _b, t, _ = _problem(9, 5, 11, seed=4)
     ww = w.clone().requires_grad_()
     for _ in range(2):
         fused_linear_cross_entropy(h, ww, t, backend="cpp").mean().backward()
@@ -164,7 +169,7 @@ def test_gradients_accumulate_and_second_backward():
 
 
 def test_under_torch_compile():
-    h, w, b, t, r = _problem(10, 6, 23, seed=6, restrict_range=(4, 12))
+    h, w, _b, t, r = _problem(10, 6, 23, seed=6, restrict_range=(4, 12))
     hh, ww = h.float().requires_grad_(), w.float().requires_grad_()
     f = torch.compile(lambda a, c: fused_linear_cross_entropy(a, c, t, restrict=r, restrict_range=(4, 12),
                                                              backend="cpp", chunk_size=3),
@@ -217,7 +222,7 @@ def test_restrict_everything_and_full_range():
 
 
 def test_restricted_target_outside_the_range_is_an_error():
-    h, w, b, t, _ = _problem(5, 4, 10, seed=1, ignore_every=0)
+    h, w, _b, t, _ = _problem(5, 4, 10, seed=1, ignore_every=0)
     t[:] = torch.tensor([1, 2, 3, 4, 5])
     r = torch.tensor([False, False, True, False, False])
     with pytest.raises(UserValueError, match=r"row 2 is restricted to ids \[4, 8\) but its target is 3"):
@@ -307,7 +312,7 @@ def test_filter_edges():
 def test_end_to_end_filtered_loss_gradients_match_reference(config):
     """The op and the filter together, as the pretraining loss uses them."""
     backend, dtype, gif = config
-    h, w, b, t, r = _problem(30, 8, 40, seed=12, restrict_range=(30, 40))
+    h, w, _b, t, r = _problem(30, 8, 40, seed=12, restrict_range=(30, 40))
 
     def run(fn, hh, ww, **kw):
         per = fn(hh, ww, t, restrict=r, restrict_range=(30, 40), **kw)
