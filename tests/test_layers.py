@@ -51,6 +51,7 @@ RUNTIME_DEPS = {"torch", "numpy", "matplotlib", "tqdm", "safetensors", "transfor
 #: skips them where triton is absent).
 ALLOWED_TOPLEVEL_OPTIONAL = {
     ("beingh0.kernels.grq", "triton"), ("beingh0.kernels.mano", "triton"), ("beingh0.kernels.warp", "triton"),
+    ("beingh0.kernels.ce", "triton"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``beingh0 bench {mano,grq,warp,data,pretrain}``: kernels and the loader against their anchors (beingh0.benchmark)."""
+"""``beingh0 bench {mano,grq,warp,ce,data,pretrain}``: kernels, the loader and a training step against their anchors (beingh0.benchmark)."""
 from __future__ import annotations
 
 from .common import parse_size, user_path
@@ -8,9 +8,10 @@ JSON_HELP = "write the records (ENGINEERING.md section 5) to this JSON file"
 
 
 def _bench_mano(a):
-    from ..benchmark.mano import run_mano_bench
+    from ..benchmark.mano import run_mano_backward_bench, run_mano_bench
 
-    run_mano_bench(device=a.device, batches=a.batch, json_path=a.json, backends=a.backends, repeats=a.repeats)
+    run = run_mano_backward_bench if a.backward else run_mano_bench
+    run(device=a.device, batches=a.batch, json_path=a.json, backends=a.backends, repeats=a.repeats)
 
 
 def _bench_grq(a):
@@ -26,6 +27,14 @@ def _bench_warp(a):
 
     run_warp_bench(device=a.device, sizes=[parse_size(s) for s in a.size], batches=a.batch, json_path=a.json,
                    backends=a.backends, repeats=a.repeats, threads=a.threads, chain_max_batch=a.chain_max_batch)
+
+
+def _bench_ce(a):
+    from ..benchmark.ce import run_ce_bench
+
+    run_ce_bench(device=a.device, tokens=a.tokens, vocab=a.vocab, hidden=a.hidden, json_path=a.json, impls=a.impls,
+                 backends=a.backends, repeats=a.repeats, threads=a.threads, timeout_s=a.timeout,
+                 rounds=a.rounds)
 
 
 def _bench_data(a):
@@ -48,7 +57,9 @@ def register(sub) -> None:
                            "side on the same inputs and can write one JSON record per (op, backend, device, shape)."
                            ).add_subparsers(dest="bench_verb", required=True, metavar="OP")
 
-    s = bench.add_parser("mano", help="mano_forward / mano_joints vs smplx, side by side")
+    s = bench.add_parser("mano", help="mano_forward / mano_joints vs smplx, side by side (--backward: forward+backward)")
+    s.add_argument("--backward", action="store_true",
+                   help="time forward+backward (full, keypoint-only loss, mano_joints) against smplx with autograd")
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
     s.add_argument("--batch", type=int, nargs="+", default=[1, 1024, 65536], help="batch sizes (default: 1 1024 65536)")
     s.add_argument("--backends", nargs="+", default=None, help="default: every available backend for the device")
@@ -93,6 +104,30 @@ def register(sub) -> None:
     s.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: adaptive)")
     s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
     s.set_defaults(fn=_bench_warp)
+
+    s = bench.add_parser(
+        "ce", help="fused_linear_cross_entropy (4096 tokens x 159868 vocab x 896 hidden) vs naive head + "
+                   "F.cross_entropy and Liger-Kernel; time and peak memory, forward + backward",
+        description="Times the loss head's forward + backward (mean of the per-token loss) for ours, the naive "
+                    "head matmul + F.cross_entropy(reduction='none') and Liger-Kernel's fused linear cross-entropy "
+                    "(where it imports: CUDA only) on identical float32 inputs, with the peak memory each takes above "
+                    "the inputs (CPU: each in a fresh process, peak RSS; CUDA: the caching allocator's peak). The "
+                    "naive path at the default shape needs about 8 GB and minutes per step on a 2-core CPU.")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
+    s.add_argument("--tokens", type=int, default=4096, help="rows N (default: 4096)")
+    s.add_argument("--vocab", type=int, default=159868, help="vocabulary V (default: 159868 = InternVL3 + 8194 motion)")
+    s.add_argument("--hidden", type=int, default=896, help="hidden size H (default: 896, InternVL3-1B)")
+    s.add_argument("--impls", nargs="+", choices=["ours", "naive", "liger"], default=["ours", "naive", "liger"],
+                   help="(default: all three)")
+    s.add_argument("--backends", nargs="+", default=None, help="ours' backends (default: cpp on cpu; triton cpp on cuda)")
+    s.add_argument("--threads", type=int, default=None, help="torch threads (default: OpenMP's)")
+    s.add_argument("--repeats", type=int, default=None, help="timed repeats after one warm-up (default: adaptive)")
+    s.add_argument("--rounds", type=int, default=1,
+                   help="measure every implementation once per round, alternating the order, and report the median "
+                        "over rounds (a shared machine's load drifts; default: 1)")
+    s.add_argument("--timeout", type=float, default=3600, help="CPU: seconds per implementation's process (default: 3600)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_ce)
 
     s = bench.add_parser("data", help="data loader samples/s (motion-only and image samples, 0/1/2 workers)")
     s.add_argument("--episodes", type=int, default=48, help="random episodes in the temporary dataset (default: 48)")

@@ -259,9 +259,67 @@ def _warp_entry() -> OpEntry:
 
 
 # --------------------------------------------------------------------------------------------
+# fused_linear_cross_entropy (custom ops beingh0::fused_linear_ce, ..._backward, ..._backward_units)
+
+_CE_H, _CE_V = 12, 37  # V not a multiple of any tile or chunk
+
+
+def _ce_sample(batch: int, seed: int) -> Sample:
+    """hidden (batch, H) is the batched argument; targets are drawn per row (every third ignored),
+    the weight and bias are fixed. Logits of order 1: a well-conditioned softmax."""
+    g = _gen(seed)
+    hidden = torch.randn(batch, _CE_H, generator=g)
+    weight = 0.4 * torch.randn(_CE_V, _CE_H, generator=_gen(77))
+    bias = 0.1 * torch.randn(_CE_V, generator=_gen(78))
+    targets = torch.randint(0, _CE_V, (batch,), generator=g)
+    targets[::3] = -100
+    return Sample((hidden.double(), weight.double(), targets), {"bias": bias.double(), "chunk_size": 2}, (0,))
+
+
+def _ce_to(s: Sample, device, dtype) -> Sample:
+    h, w, t = s.args
+    return replace(s, args=(h.to(device, dtype), w.to(device, dtype), t.to(device)),
+                   kwargs={**s.kwargs, "bias": s.kwargs["bias"].to(device, dtype)})
+
+
+def _ce_compare(got, ref, dtype):
+    assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32), got.dtype
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    _allclose("loss", got, ref, atol=tol, rtol=tol)
+
+
+def _ce_opcheck(backend: str, device) -> list:
+    from .ce import _ce_backward_op, _ce_backward_units_op, _ce_op, _forward_impl
+
+    h, w, t = _ce_to(_ce_sample(7, 5), device, torch.float64).args
+    b = 0.1 * torch.randn(_CE_V, dtype=torch.float64, generator=_gen(3)).to(device)
+    restrict = torch.zeros(7, dtype=torch.bool, device=device)
+    t = t.clone()
+    t[1], restrict[1] = 20, True
+    out = []
+    for bias, r, gif in ((b, restrict, False), (b, restrict, True), (None, None, True)):
+        args = (h.detach().requires_grad_(), w.detach().requires_grad_(), t,
+                bias.detach().requires_grad_() if bias is not None else None, r, 10, 30, 3, backend)
+        out.append((_ce_op, args + (gif,)))
+        loss, lse, dh, dw, db = _forward_impl(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args], True)
+        grad = torch.randn(7, dtype=torch.float64, generator=_gen(4)).to(device)
+        out.append((_ce_backward_op, (grad, h, w, t, bias, r, lse, 10, 30, 3, backend)))
+        out.append((_ce_backward_units_op, (grad, h, w, t, bias, r, lse, dh, dw, db, 10, 30, 3)))
+    return out
+
+
+def _ce_entry() -> OpEntry:
+    from .ce import fused_linear_cross_entropy, fused_linear_cross_entropy_reference
+
+    return OpEntry("fused_linear_cross_entropy", fused_linear_cross_entropy, fused_linear_cross_entropy_reference,
+                   (Backend.CPP, Backend.TRITON), _ce_sample, _ce_to, _ce_compare, _ce_opcheck,
+                   dtypes=(torch.float32, torch.float64), differentiable=True)
+
+
+# --------------------------------------------------------------------------------------------
 
 REGISTRY: dict[str, OpEntry] = {e.name: e for e in (_mano_entry("mano_forward"), _mano_entry("mano_joints"),
-                                                    _grq_entry(), _warp_entry())}
+                                                    _grq_entry(), _warp_entry(), _ce_entry())}
 
 
 def get(name: str) -> OpEntry:

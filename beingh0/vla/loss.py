@@ -15,11 +15,9 @@ ignored positions (the official release's bug). ``metrics["targets"]`` is that c
 Memory: the output head is the largest activation of this model (tokens x vocabulary logits).
 :func:`pretrain_loss` never lets transformers build the full logits: it runs the inner model for
 the last hidden states, keeps only the rows that have a target, and hands them with the head's
-weight to one per-token loss function, :data:`_per_token_ce`, whose signature is that of the fused
-op ``beingh0.ops.fused_linear_cross_entropy(hidden (N, H), weight (V, H), targets (N,), *,
-restrict (N,) bool | None, restrict_range=(lo, hi) | None) -> (N,)``. Until the op lands, the
-plain-torch fallback below materialises the (N, V) logits of the target rows only; swapping in the
-op is the one marked line.
+weight to the fused op ``beingh0.ops.fused_linear_cross_entropy`` (chunked: the (N, V) logits are
+never materialised), then :func:`beingh0.ops.ce.masked_ce_loss` (token-level filtering, mean over
+kept target tokens only).
 """
 from __future__ import annotations
 
@@ -30,11 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.config import validate_config
+from ..ops.ce import IGNORE_INDEX, fused_linear_cross_entropy, masked_ce_loss, motion_restrict
 
-__all__ = ["LossConfig", "pretrain_loss", "PretrainModel", "per_token_ce_reference", "motion_restrict",
-           "masked_ce_loss", "IGNORE_INDEX"]
+__all__ = ["LossConfig", "pretrain_loss", "PretrainModel", "IGNORE_INDEX"]
 
-IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -61,59 +58,8 @@ class LossConfig:
 
 
 # ------------------------------------------------------------------------------ the pieces
-def per_token_ce_reference(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *,
-                           restrict: torch.Tensor | None = None,
-                           restrict_range: tuple[int, int] | None = None) -> torch.Tensor:
-    """Per-token cross-entropy of ``hidden @ weight.T`` (N, V logits, float32 or wider), 0 where the
-    target is -100; at ``restrict`` rows, logits outside ``[lo, hi)`` are excluded. Plain torch: it
-    materialises the logits (the fused op's reference semantics)."""
-    logits = F.linear(hidden, weight)
-    logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    if restrict is not None and restrict_range is not None:
-        lo, hi = restrict_range
-        v = torch.arange(logits.shape[-1], device=logits.device)
-        outside = (v < lo) | (v >= hi)
-        logits = logits.masked_fill(restrict[:, None] & outside[None, :], float("-inf"))
-    return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="none")
-
-
-#: The per-token loss used by :func:`pretrain_loss`. The lead swaps in the fused op here:
-#: ``from ..ops import fused_linear_cross_entropy as _per_token_ce``
-_per_token_ce = per_token_ce_reference
-
-
-def motion_restrict(targets: torch.Tensor, motion_range: tuple[int, int], p: float,
-                    generator: torch.Generator | None = None) -> torch.Tensor | None:
-    """(N,) bool: positions whose target is a motion id, each kept with probability ``p`` (one
-    uniform draw per position, so the RNG stream does not depend on which positions are motion)."""
-    if p <= 0:
-        return None
-    lo, hi = motion_range
-    is_motion = (targets >= lo) & (targets < hi)
-    if p >= 1:
-        return is_motion
-    dev = targets.device if generator is None else generator.device
-    u = torch.rand(targets.shape, generator=generator, device=dev).to(targets.device)
-    return is_motion & (u < p)
-
-
-def masked_ce_loss(per_token: torch.Tensor, targets: torch.Tensor,
-                   filter: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean over kept target tokens, number kept). Targets -100 never count; with ``filter`` =
-    (lo, hi) percentiles only losses within ``[q_lo, q_hi]`` of the targets' losses are kept (q_lo the
-    ``lower``, q_hi the ``higher`` order statistic at those percentiles)."""
-    valid = targets != IGNORE_INDEX
-    keep = valid
-    if filter is not None and bool(valid.any()):
-        with torch.no_grad():
-            d = per_token.detach()
-            vals = d[valid]
-            q_lo = torch.quantile(vals.double(), filter[0] / 100.0, interpolation="lower").to(d.dtype)
-            q_hi = torch.quantile(vals.double(), filter[1] / 100.0, interpolation="higher").to(d.dtype)
-            keep = valid & (d >= q_lo) & (d <= q_hi)
-    n = keep.sum()
-    loss = torch.where(keep, per_token, torch.zeros_like(per_token)).sum() / n.clamp_min(1)
-    return loss, n
+# The per-token loss, the masking draw and the filtered mean are the fused op's (beingh0.ops.ce):
+# one implementation, whose reference materialises the logits and whose production path never does.
 
 
 # ------------------------------------------------------------------------------ the loss
@@ -150,8 +96,9 @@ def pretrain_loss(model, batch: dict, cfg: LossConfig, *, motion_range: tuple[in
     h = hidden[:, :-1][rows]                                                        # (N, H): target rows only
     t = targets[rows]
     lo, hi = motion_range
-    restrict = motion_restrict(t, motion_range, cfg.mask_prob, generator) if train else None
-    per_token = _per_token_ce(h, head.weight, t, restrict=restrict, restrict_range=(lo, hi) if restrict is not None else None)
+    restrict = motion_restrict(t, motion_range, cfg.mask_prob, generator) if train and cfg.mask_prob > 0 else None
+    per_token = fused_linear_cross_entropy(h, head.weight, t, restrict=restrict,
+                                           restrict_range=(lo, hi) if restrict is not None else None)
     loss, n_kept = masked_ce_loss(per_token, t, cfg.filter if train else None)
     with torch.no_grad():
         is_motion = (t >= lo) & (t < hi)
