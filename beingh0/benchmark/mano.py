@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 
 from ..core.constants import NUM_KEYPOINTS, NUM_POSE_FEATS
+from ..core.errors import UserValueError
 from ..mano.model import ManoModel
-from ..ops.backend import Backend, is_available
+from ..ops.backend import Backend
 from ..ops.mano import mano_forward, mano_joints
-from .common import measured_bandwidth_gbs, print_table, stamp, time_fn, write_records
+from .common import default_backends, measured_bandwidth_gbs, print_table, stamp, time_fn, write_records
 
 ERR_SAMPLES = 256
 
@@ -64,14 +65,18 @@ def _run_ours(op, model, betas, pose, trans, backend):
     return lambda: mano_joints(betas, pose, trans, c, backend=backend, check=False)
 
 
+def _setup(device: str, model: ManoModel | None, backends) -> tuple[ManoModel, list[str]]:
+    """(the hand model, the backends to time: the reference and ``default_backends``) for a run on ``device``."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserValueError("--device cuda: no CUDA GPU is visible to torch; run on a GPU machine or use --device cpu")
+    if backends is None:
+        backends = [Backend.REFERENCE.value, *default_backends(device)]
+    return model or ManoModel.embedded("right"), backends
+
+
 def run_mano_bench(device: str = "cpu", batches=(1, 1024, 65536), json_path=None, backends=None, repeats=None,
                    ops=("mano_forward", "mano_joints"), model: ManoModel | None = None, quiet: bool = False) -> list[dict]:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA GPU is visible to torch")
-    model = model or ManoModel.embedded("right")
-    if backends is None:
-        cands = [Backend.REFERENCE, Backend.CPP] if device == "cpu" else [Backend.REFERENCE, Backend.CUDA, Backend.TRITON]
-        backends = [b.value for b in cands if is_available(b)[0]]
+    model, backends = _setup(device, model, backends)
     bw = measured_bandwidth_gbs(device)
     meta = stamp(device)
     model = model.to(device)
@@ -163,12 +168,7 @@ def run_mano_backward_bench(device: str = "cpu", batches=(1, 1024, 16384), json_
     keypoint-only path), same inputs, same run. Each record also carries the forward alone
     (``forward_ms``) and ``backward_over_forward`` = (fwd+bwd - fwd) / fwd; errors are the largest
     gradient difference from our float64 reference (first 256 samples)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA GPU is visible to torch")
-    model = model or ManoModel.embedded("right")
-    if backends is None:
-        cands = [Backend.REFERENCE, Backend.CPP] if device == "cpu" else [Backend.REFERENCE, Backend.CUDA, Backend.TRITON]
-        backends = [b.value for b in cands if is_available(b)[0]]
+    model, backends = _setup(device, model, backends)
     meta = stamp(device)
     model = model.to(device)
     records = []
