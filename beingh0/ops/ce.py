@@ -33,9 +33,10 @@ Backends (``beingh0.ops.Backend``):
   g_i (softmax - onehot) in place, then dH = dZ W and dW += dZ^T H (one GEMM each). Rows that are
   ignored or have zero incoming gradient (filtered tokens) are skipped in both passes. Peak extra
   memory: one (chunk, V) float32 buffer plus the gradients themselves. Works on CUDA too (fallback).
-* ``triton``: forward in Triton (``beingh0/kernels/ce.py``: one program per block of rows, online
-  logsumexp over vocabulary tiles with ``tl.dot``, target-logit gather, restrict range); the
-  backward is the chunked torch backward above (a Triton backward is future work).
+* ``triton``: forward and backward in Triton (``beingh0/kernels/ce.py``). Forward: one program per
+  block of rows, online logsumexp over vocabulary tiles with ``tl.dot``, target-logit gather,
+  restrict range. Backward (recompute, from the saved logsumexp): one kernel over row blocks for
+  d_hidden, one over vocabulary tiles for d_weight and d_bias; no atomics, deterministic.
 
 AUTO picks the chunked path on the CPU, Triton on CUDA when it imports, else the chunked path.
 The kernel backends run through the ``beingh0::fused_linear_ce`` / ``beingh0::fused_linear_ce_backward``
@@ -295,8 +296,12 @@ def _backward_impl(grad, hidden, weight, targets, bias, restrict, lse, lo: int, 
     dh = new_output((N, H), dt, hidden.device)
     dw = new_output((V, H), dt, hidden.device)
     db = new_output((V,) if bias is not None else (0,), dt, hidden.device)
-    _chunked_backward(grad, hidden, weight, targets, bias, restrict, lse, lo, hi, chunk, dh, dw,
-                      db if bias is not None else None)
+    if Backend(backend) is Backend.TRITON:
+        load_kernel_module("ce").fused_linear_ce_backward_triton(
+            grad.to(dt), hidden, weight, targets, bias, restrict, lse, lo, hi, dh, dw, db if bias is not None else None)
+    else:
+        _chunked_backward(grad, hidden, weight, targets, bias, restrict, lse, lo, hi, chunk, dh, dw,
+                          db if bias is not None else None)
     return dh.to(hidden.dtype), dw.to(weight.dtype), db.to(bias.dtype) if bias is not None else db
 
 
@@ -473,7 +478,7 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
         restrict_range: (lo, hi), 0 <= lo < hi <= V; needed with ``restrict``.
         bias: (V,) or None.
         chunk_size: rows per chunk of the chunked path (default ``default_chunk_size``: a 128 MiB logits
-            buffer). Not used by the reference or the Triton forward.
+            buffer). Not used by the reference or the Triton backend.
         backend: None (``$BEINGH0_BACKEND`` or auto), or ``reference``, ``cpp`` (the chunked torch
             path, any device), ``triton``.
         grad_in_forward: chunked backend only. True (the default in eager mode): when a gradient is

@@ -19,7 +19,8 @@ from beingh0.ops import (
 from beingh0.ops.ce import IGNORE_INDEX, default_chunk_size
 from beingh0.testing import skip_unless_available
 
-# (backend, dtype, grad_in_forward): the chunked path in both modes and both float dtypes, Triton's forward
+# (backend, dtype, grad_in_forward): the chunked path in both modes and both float dtypes, Triton (forward
+# and backward kernels)
 CONFIGS = [("cpp", torch.float64, True), ("cpp", torch.float64, False), ("cpp", torch.float32, True),
            ("cpp", torch.float32, False), ("triton", torch.float32, None)]
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
@@ -187,6 +188,91 @@ def test_under_torch_compile():
 def test_default_chunk_size():
     assert default_chunk_size(4096, 159868) == (1 << 25) // 159868 == 209
     assert default_chunk_size(3, 10) == 3 and default_chunk_size(0, 10) == 1 and default_chunk_size(5, 1 << 30) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# the Triton backward kernels at ragged tiles
+
+
+def _triton_backward_vs_reference(N, H, V, blocks, *, bias=True, rng=None, restrict_rows=(), grad=None, seed=0):
+    """fused_linear_ce_backward_triton with explicit tiles (block_m, block_v, block_k) against the float64
+    autograd reference; returns the kernel's (d_hidden, d_weight, d_bias)."""
+    skip_unless_available(Backend.TRITON)
+    from beingh0.kernels.ce import (
+        fused_linear_ce_backward_triton,
+        fused_linear_ce_forward_triton,
+    )
+
+    h, w, b, t, _ = _problem(N, H, V, seed=seed, bias=bias)
+    lo, hi = rng if rng is not None else (0, V)
+    r = None
+    if rng is not None:
+        r = torch.zeros(N, dtype=torch.bool)
+        for i in restrict_rows:
+            r[i] = True
+            if t[i] != IGNORE_INDEX:
+                t[i] = lo + (i * 7) % (hi - lo)
+    g = grad if grad is not None else torch.randn(N, generator=torch.Generator().manual_seed(seed + 1),
+                                                  dtype=torch.float64)
+    hr, wr = h.clone().requires_grad_(), w.clone().requires_grad_()
+    br = b.clone().requires_grad_() if bias else None
+    ref = fused_linear_cross_entropy_reference(hr, wr, t, restrict=r, restrict_range=(lo, hi), bias=br)
+    (ref * g).sum().backward()
+    f = lambda x: x.float() if x is not None else None
+    loss, lse = torch.empty(N), torch.empty(N)
+    bm, bv, bk = blocks
+    fused_linear_ce_forward_triton(f(h), f(w), t, f(b), r, lo, hi, loss, lse, block_m=bm, block_v=bv, block_k=bk)
+    dh, dw = torch.full((N, H), float("nan")), torch.full((V, H), float("nan"))  # poisoned: must be overwritten
+    db = torch.full((V,), float("nan")) if bias else None
+    fused_linear_ce_backward_triton(f(g), f(h), f(w), t, f(b), r, lse, lo, hi, dh, dw, db, block_m=bm, block_v=bv,
+                                    block_k=bk)
+    for name, a, e in (("hidden", dh, hr.grad), ("weight", dw, wr.grad)) + ((("bias", db, br.grad),) if bias else ()):
+        torch.testing.assert_close(a.double(), e, atol=2e-5, rtol=2e-5, msg=lambda m, name=name: f"d_{name}: {m}")
+    return dh, dw, db
+
+
+@pytest.mark.parametrize("N,H,V,blocks", [(37, 40, 150, (16, 32, 16)),   # ragged rows, vocabulary and hidden
+                                          (16, 16, 32, (16, 32, 16)),    # exact tiles
+                                          (3, 5, 17, (16, 16, 16)),      # everything smaller than one tile
+                                          (50, 33, 100, (32, 64, 32))])  # ragged, larger tiles
+def test_triton_backward_ragged_tiles(N, H, V, blocks):
+    _triton_backward_vs_reference(N, H, V, blocks, bias=N % 2 == 1, seed=N)
+
+
+def test_triton_backward_restrict_range_across_tile_edges():
+    """[lo, hi) starts inside one vocabulary tile and ends inside another (tiles of 32 ids); restricted rows in
+    several row blocks, one of them ignored (its flag is irrelevant); the range ending at V."""
+    _triton_backward_vs_reference(37, 20, 150, (16, 32, 16), rng=(27, 71), restrict_rows=(0, 1, 5, 16, 17, 33, 36))
+    _triton_backward_vs_reference(20, 12, 70, (16, 32, 16), rng=(64, 70), restrict_rows=(1, 2, 19), seed=4)
+    _triton_backward_vs_reference(20, 12, 70, (16, 32, 16), rng=(0, 1), restrict_rows=(3,), seed=5)
+
+
+def test_triton_backward_zero_gradient_blocks_and_determinism():
+    """A row block whose incoming gradient is 0 everywhere (skipped by both kernels), a block with one non-zero
+    row, and a second run giving bitwise the same gradients (no atomics)."""
+    N = 40
+    g = torch.zeros(N, dtype=torch.float64)
+    g[16:32] = 0.0      # second block all zero
+    g[5] = 1.5          # first block: one row
+    g[32:] = 0.25       # third (ragged) block
+    first = _triton_backward_vs_reference(N, 18, 90, (16, 32, 16), grad=g, seed=2)
+    assert (first[0][16:32] == 0).all()
+    second = _triton_backward_vs_reference(N, 18, 90, (16, 32, 16), grad=g, seed=2)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+def test_triton_backend_backward_runs_the_kernel(monkeypatch):
+    """The triton backend's backward is the Triton kernel, not the chunked torch backward."""
+    skip_unless_available(Backend.TRITON)
+    import beingh0.ops.ce as ce_mod
+
+    def boom(*a, **k):
+        raise AssertionError("chunked backward called")
+
+    monkeypatch.setattr(ce_mod, "_chunked_backward", boom)
+    h, w, b, t, r = _problem(19, 9, 70, seed=13, restrict_range=(30, 50), restrict_p=0.8)
+    _check_against_reference("triton", torch.float32, None, h, w, b, t, r, (30, 50))
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,3 +497,28 @@ def test_bench_ce_command_writes_records(tmp_path, monkeypatch):
         assert recs["liger"]["median_ms"] is None and "liger" in recs["liger"]["skipped"]
     with pytest.raises(UserValueError, match="--vocab must be >= 1"):
         bench.run_ce_bench(vocab=0, quiet=True)
+
+
+@pytest.mark.slow
+def test_triton_kernels_compile_for_h100_in_16_bit():
+    """The interpreter cannot run the 16-bit tensor-core path (bf16 tl.dot is wrong there): compile the
+    forward and backward kernels ahead of time for sm_90 in bfloat16 and float16 (no GPU needed; a
+    subprocess, since this test session imported triton in interpreter mode)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    code = ("from beingh0.kernels.ce import aot_compile\n"
+            "for dt in ('bf16', 'fp16'):\n"
+            "    ks = aot_compile(dt)\n"
+            "    assert all(k.asm.get('cubin') for k in ks.values()), dt\n"
+            "print('compiled', sorted(ks))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    import beingh0
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(beingh0.__file__)))  # the beingh0 these tests import
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    res = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "_ce_backward_dw_kernel" in res.stdout
