@@ -6,7 +6,7 @@ loss (``loss.mean().backward()``, gradients of hidden and weight; every token a 
 
 Implementations, same inputs:
 * ``ours``: ``fused_linear_cross_entropy`` on the device's backend (CPU: the chunked torch path,
-  gradient-in-forward mode; CUDA: the Triton forward + chunked backward, and the chunked path).
+  gradient-in-forward mode; CUDA: the Triton forward and backward kernels, and the chunked path).
 * ``naive``: ``F.cross_entropy(hidden @ weight.T, targets, reduction='none').mean()`` (the baseline).
 * ``liger``: Liger-Kernel's ``LigerFusedLinearCrossEntropyLoss`` (mean reduction), where it imports
   (it needs Triton on a GPU: never on the CPU; the record then says why it is missing).
