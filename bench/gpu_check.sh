@@ -155,6 +155,13 @@ from beingh0.benchmark.mano import run_mano_backward_bench
 run_mano_backward_bench(device='cuda', batches=[1, 1024, 65536], json_path='$out/mano_backward_${gpu}_${day}.json')"
 gpu_step bench-grq 90 bench grq --device cuda --baseline-max-n 262144 --json "$out/grq_${gpu}_${day}.json"
 gpu_step bench-warp 60 bench warp --device cuda --json "$out/warp_${gpu}_${day}.json"
+gpu_step bench-ce 60 bench ce --device cuda --json "$out/ce_${gpu}_${day}.json"
+# the 1B pretraining step needs transformers on the device image (not carried: too large); skipped without it
+if "$py" -c "import transformers, tokenizers" >/dev/null 2>&1 || [ "$dry" = 1 ]; then
+  gpu_step bench-pretrain-1b 90 bench pretrain --device cuda --config 1b --json "$out/pretrain_${gpu}_${day}.json"
+else
+  echo "=== bench-pretrain-1b: skipped (transformers/tokenizers not installed on this machine)"
+fi
 
 # ---------------------------------------------------------------- 6. summary (and $OUT for the device tool)
 "$py" - "$steps_json" "$out/summary_${gpu}_${day}.json" "$gpu" "$day" "$dry" "$((SECONDS - T0))" "$budget" <<'EOF'
