@@ -153,21 +153,6 @@ def test_statistics_of_micro_batches_add_up_to_one_update():
     assert int(a.step) == 1
 
 
-def _ddp_update(rank, world, init_file, x, state, out):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    q = GroupedResidualVQ(2, 2, 8, 3, kmeans_init=False, restart_after=2, ema_decay=0.7).double().train()
-    q.load_state_dict(state)
-    torch.manual_seed(100 + rank)                    # restarts draw differently on each rank
-    for step in (1, 2, 3):
-        q(x.chunk(world)[rank])
-        q.update()
-        torch.save(_trained_state(q), f"{out}.{rank}.{step}")
-    dist.destroy_process_group()
-
-
 def _make_sparse_vq():
     torch.manual_seed(0)
     q = GroupedResidualVQ(2, 2, 8, 3, kmeans_init=False, restart_after=2, ema_decay=0.7).double().train()
@@ -181,11 +166,19 @@ def test_update_under_torch_distributed_sums_statistics_and_keeps_ranks_identica
     # 2 gloo ranks with half the batch each. Step 1 (no code dead yet): both ranks hold exactly the
     # one-process update over the whole batch (the counts and sums were all-reduced). Step 3, after
     # restarts drawn differently per rank: rank 0's codebooks were broadcast, the ranks agree.
-    import torch.multiprocessing as mp
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
     x = torch.randn(48, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     state = _trained_state(_make_sparse_vq())
-    mp.spawn(_ddp_update, args=(2, str(tmp_path / "pg"), x, state, str(tmp_path / "st")), nprocs=2)
+    torch.save({"x": x, "state": state}, tmp_path / "inputs.pt")
+    worker = Path(__file__).resolve().with_name("ddp_update_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
+           str(tmp_path / "inputs.pt"), str(tmp_path / "st")]
+    r = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     got = {(r, s): torch.load(tmp_path / f"st.{r}.{s}", weights_only=True) for r in (0, 1) for s in (1, 3)}
     one = _make_sparse_vq()
     one(x)
