@@ -40,6 +40,7 @@ autograd head does. ``aot_compile`` compiles all three kernels for a CUDA target
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -101,6 +102,69 @@ def _ce_forward_kernel(h, w, b, t, r, loss, lse, N, V, H, h_stride, w_stride, lo
     tl.store(loss + rows64, out_loss.to(loss.dtype.element_ty), mask=rmask)
 
 
+@dataclass
+class _Launch:
+    """What the forward and backward launchers share: checked inputs, strides, tiles, constexprs."""
+
+    N: int
+    V: int
+    H: int
+    hidden: torch.Tensor
+    weight: torch.Tensor
+    targets: torch.Tensor
+    b: torch.Tensor           # the bias, or any pointer when there is none
+    r: torch.Tensor           # restrict as uint8, or any pointer when there is none
+    h_stride: int
+    w_stride: int
+    const: dict               # constexprs and num_warps for the kernel launch
+
+
+def _launch(op, hidden, weight, targets, bias, restrict, lo, hi, others, block_m, block_v, block_k,
+            num_warps) -> _Launch | None:
+    """Check the arguments every CE kernel takes (``others``: the launcher's own tensors, for the
+    device check) and pick the tiles; None for an empty batch (nothing to launch)."""
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError(f"{op}: hidden (N, H) and weight (V, H) expected, got {tuple(hidden.shape)} and "
+                         f"{tuple(weight.shape)}")
+    N, H = hidden.shape
+    V = weight.shape[0]
+    if hidden.dtype not in _DTYPES or weight.dtype != hidden.dtype:
+        raise TypeError(f"{op}: hidden and weight must share a float dtype, got {hidden.dtype} and {weight.dtype}")
+    if targets.shape != (N,) or targets.dtype != torch.int64:
+        raise ValueError(f"{op}: targets must be (N,) int64, got {tuple(targets.shape)} {targets.dtype}")
+    if bias is not None and bias.shape != (V,):
+        raise ValueError(f"{op}: bias must be (V,), got {tuple(bias.shape)}")
+    if restrict is not None and (restrict.shape != (N,) or restrict.dtype != torch.bool):
+        raise ValueError(f"{op}: restrict must be (N,) bool")
+    if not 0 <= lo < hi <= V:
+        raise ValueError(f"{op}: need 0 <= lo < hi <= V, got lo={lo}, hi={hi}, V={V}")
+    ts = [hidden, weight, targets, *others] + [x for x in (bias, restrict) if x is not None]
+    if len({x.device for x in ts}) != 1:
+        raise ValueError(f"{op}: all tensors must be on one device")
+    if hidden.device.type != "cuda" and not _INTERPRET:
+        raise ValueError(f"{op}: tensors must be on a CUDA device (or set TRITON_INTERPRET=1 before importing triton)")
+    if N == 0:
+        return None
+    if H > 1 and hidden.stride(1) != 1:
+        hidden = hidden.contiguous()
+    if H > 1 and weight.stride(1) != 1:
+        weight = weight.contiguous()
+    dm, dv, dk, dw = (16, 64, 64, 4) if _INTERPRET else (64, 128, 64, 8)
+    block_m = block_m or min(dm, max(16, triton.next_power_of_2(N)))
+    block_v = block_v or min(dv, max(16, triton.next_power_of_2(V)))
+    block_k = block_k or min(dk, max(16, triton.next_power_of_2(H)))
+    for name, v in (("block_m", block_m), ("block_v", block_v), ("block_k", block_k)):
+        if v < 16 or v & (v - 1):
+            raise ValueError(f"{op}: {name} must be a power of two >= 16 (tl.dot), got {v}")
+    targets = targets.contiguous()
+    const = {"HAS_BIAS": bias is not None, "HAS_RESTRICT": restrict is not None,
+             "DOT_F32": _INTERPRET or hidden.dtype in (torch.float32, torch.float64), "BLOCK_M": block_m,
+             "BLOCK_V": block_v, "BLOCK_K": block_k, "num_warps": num_warps or dw}
+    return _Launch(N, V, H, hidden, weight, targets, bias.contiguous() if bias is not None else hidden,
+                   restrict.contiguous().view(torch.uint8) if restrict is not None else targets,
+                   hidden.stride(0) if N > 1 else H, weight.stride(0) if V > 1 else H, const)
+
+
 def fused_linear_ce_forward_triton(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                                    bias: torch.Tensor | None, restrict: torch.Tensor | None, lo: int, hi: int,
                                    loss: torch.Tensor, lse: torch.Tensor, *, block_m: int | None = None,
@@ -114,58 +178,15 @@ def fused_linear_ce_forward_triton(hidden: torch.Tensor, weight: torch.Tensor, t
     under TRITON_INTERPRET=1). block_m / block_v / block_k: tile sizes (powers of two >= 16).
     """
     op = "fused_linear_ce_forward_triton"
-    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
-        raise ValueError(f"{op}: hidden (N, H) and weight (V, H) expected, got {tuple(hidden.shape)} and "
-                         f"{tuple(weight.shape)}")
-    N, H = hidden.shape
-    V = weight.shape[0]
-    if hidden.dtype not in _DTYPES or weight.dtype != hidden.dtype:
-        raise TypeError(f"{op}: hidden and weight must share a float dtype, got {hidden.dtype} and {weight.dtype}")
-    if targets.shape != (N,) or targets.dtype != torch.int64:
-        raise ValueError(f"{op}: targets must be (N,) int64, got {tuple(targets.shape)} {targets.dtype}")
+    L = _launch(op, hidden, weight, targets, bias, restrict, lo, hi, (loss, lse), block_m, block_v, block_k, num_warps)
     for name, o in (("loss", loss), ("lse", lse)):
-        if o.shape != (N,) or o.dtype not in (torch.float32, torch.float64) or not o.is_contiguous():
+        if o.shape != (hidden.shape[0],) or o.dtype not in (torch.float32, torch.float64) or not o.is_contiguous():
             raise ValueError(f"{op}: {name} must be a contiguous (N,) float32/float64 tensor")
-    if bias is not None and bias.shape != (V,):
-        raise ValueError(f"{op}: bias must be (V,), got {tuple(bias.shape)}")
-    if restrict is not None and (restrict.shape != (N,) or restrict.dtype != torch.bool):
-        raise ValueError(f"{op}: restrict must be (N,) bool")
-    if not 0 <= lo < hi <= V:
-        raise ValueError(f"{op}: need 0 <= lo < hi <= V, got lo={lo}, hi={hi}, V={V}")
-    ts = [hidden, weight, targets, loss, lse] + [x for x in (bias, restrict) if x is not None]
-    if len({x.device for x in ts}) != 1:
-        raise ValueError(f"{op}: all tensors must be on one device")
-    if hidden.device.type != "cuda" and not _INTERPRET:
-        raise ValueError(f"{op}: tensors must be on a CUDA device (or set TRITON_INTERPRET=1 before importing triton)")
-    if N == 0:
+    if L is None:
         return
-    if H > 1 and hidden.stride(1) != 1:
-        hidden = hidden.contiguous()
-    if H > 1 and weight.stride(1) != 1:
-        weight = weight.contiguous()
-    targets = targets.contiguous()
-    h_stride = hidden.stride(0) if N > 1 else H
-    w_stride = weight.stride(0) if V > 1 else H
-    if _INTERPRET:
-        dm, dv, dk, dw = 16, 64, 64, 4
-    else:
-        dm, dv, dk, dw = 64, 128, 64, 8
-    block_m = block_m or min(dm, max(16, triton.next_power_of_2(N)))
-    block_v = block_v or min(dv, max(16, triton.next_power_of_2(V)))
-    block_k = block_k or min(dk, max(16, triton.next_power_of_2(H)))
-    for name, v in (("block_m", block_m), ("block_v", block_v), ("block_k", block_k)):
-        if v < 16 or v & (v - 1):
-            raise ValueError(f"{op}: {name} must be a power of two >= 16 (tl.dot), got {v}")
-    r = restrict.contiguous().view(torch.uint8) if restrict is not None else targets
-    _ce_forward_kernel[(triton.cdiv(N, block_m),)](
-        hidden, weight, bias.contiguous() if bias is not None else hidden, targets, r, loss, lse, N, V, H, h_stride,
-        w_stride, lo, hi, HAS_BIAS=bias is not None, HAS_RESTRICT=restrict is not None,
-        DOT_F32=_INTERPRET or hidden.dtype in (torch.float32, torch.float64), BLOCK_M=block_m,
-        BLOCK_V=block_v, BLOCK_K=block_k, num_warps=num_warps or dw)
-
-
-# --------------------------------------------------------------------------------------------
-# backward
+    _ce_forward_kernel[(triton.cdiv(L.N, L.const["BLOCK_M"]),)](
+        L.hidden, L.weight, L.b, L.targets, L.r, loss, lse, L.N, L.V, L.H, L.h_stride, L.w_stride, lo, hi,
+        **L.const)
 
 
 @triton.jit
@@ -304,73 +325,32 @@ def fused_linear_ce_backward_triton(grad: torch.Tensor, hidden: torch.Tensor, we
     row blocks); each recomputes its logits blocks with ``tl.dot`` (the logits GEMM runs twice).
     """
     op = "fused_linear_ce_backward_triton"
-    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
-        raise ValueError(f"{op}: hidden (N, H) and weight (V, H) expected, got {tuple(hidden.shape)} and "
-                         f"{tuple(weight.shape)}")
-    N, H = hidden.shape
-    V = weight.shape[0]
-    if hidden.dtype not in _DTYPES or weight.dtype != hidden.dtype:
-        raise TypeError(f"{op}: hidden and weight must share a float dtype, got {hidden.dtype} and {weight.dtype}")
-    if targets.shape != (N,) or targets.dtype != torch.int64:
-        raise ValueError(f"{op}: targets must be (N,) int64, got {tuple(targets.shape)} {targets.dtype}")
+    others = [grad, lse, d_hidden, d_weight] + ([d_bias] if d_bias is not None else [])
+    L = _launch(op, hidden, weight, targets, bias, restrict, lo, hi, others, block_m, block_v, block_k, num_warps)
+    (N, H), V = hidden.shape, weight.shape[0]
     for name, x in (("grad", grad), ("lse", lse)):
         if x.shape != (N,) or not x.is_floating_point():
             raise ValueError(f"{op}: {name} must be an (N,) float tensor, got {tuple(x.shape)} {x.dtype}")
     outs = [("d_hidden", d_hidden, (N, H)), ("d_weight", d_weight, (V, H))]
     if bias is not None:
-        if bias.shape != (V,):
-            raise ValueError(f"{op}: bias must be (V,), got {tuple(bias.shape)}")
         if d_bias is None:
             raise ValueError(f"{op}: d_bias is needed with a bias")
         outs.append(("d_bias", d_bias, (V,)))
     for name, o, shape in outs:
         if o.shape != shape or o.dtype != torch.float32 or not o.is_contiguous():
             raise ValueError(f"{op}: {name} must be a contiguous {shape} float32 tensor")
-    if restrict is not None and (restrict.shape != (N,) or restrict.dtype != torch.bool):
-        raise ValueError(f"{op}: restrict must be (N,) bool")
-    if not 0 <= lo < hi <= V:
-        raise ValueError(f"{op}: need 0 <= lo < hi <= V, got lo={lo}, hi={hi}, V={V}")
-    ts = [grad, hidden, weight, targets, lse, d_hidden, d_weight] + [x for x in (bias, restrict, d_bias)
-                                                                     if x is not None]
-    if len({x.device for x in ts}) != 1:
-        raise ValueError(f"{op}: all tensors must be on one device")
-    if hidden.device.type != "cuda" and not _INTERPRET:
-        raise ValueError(f"{op}: tensors must be on a CUDA device (or set TRITON_INTERPRET=1 before importing triton)")
     d_hidden.zero_()
     d_weight.zero_()
     if d_bias is not None:
         d_bias.zero_()
-    if N == 0:
+    if L is None:
         return
-    if H > 1 and hidden.stride(1) != 1:
-        hidden = hidden.contiguous()
-    if H > 1 and weight.stride(1) != 1:
-        weight = weight.contiguous()
-    targets = targets.contiguous()
-    grad = grad.contiguous()
-    lse = lse.contiguous()
-    h_stride = hidden.stride(0) if N > 1 else H
-    w_stride = weight.stride(0) if V > 1 else H
-    if _INTERPRET:
-        dm, dv, dk, dw_ = 16, 64, 64, 4
-    else:
-        dm, dv, dk, dw_ = 64, 128, 64, 8
-    block_m = block_m or min(dm, max(16, triton.next_power_of_2(N)))
-    block_v = block_v or min(dv, max(16, triton.next_power_of_2(V)))
-    block_k = block_k or min(dk, max(16, triton.next_power_of_2(H)))
-    for name, v in (("block_m", block_m), ("block_v", block_v), ("block_k", block_k)):
-        if v < 16 or v & (v - 1):
-            raise ValueError(f"{op}: {name} must be a power of two >= 16 (tl.dot), got {v}")
-    r = restrict.contiguous().view(torch.uint8) if restrict is not None else targets
-    b = bias.contiguous() if bias is not None else hidden
-    common = {"HAS_BIAS": bias is not None, "HAS_RESTRICT": restrict is not None,
-              "DOT_F32": _INTERPRET or hidden.dtype in (torch.float32, torch.float64), "BLOCK_M": block_m,
-              "BLOCK_V": block_v, "BLOCK_K": block_k, "num_warps": num_warps or dw_}
-    _ce_backward_dh_kernel[(triton.cdiv(N, block_m),)](hidden, weight, b, targets, r, grad, lse, d_hidden, N, V, H,
-                                                        h_stride, w_stride, lo, hi, **common)
-    _ce_backward_dw_kernel[(triton.cdiv(V, block_v),)](hidden, weight, b, targets, r, grad, lse, d_weight,
-                                                        d_bias if d_bias is not None else d_weight, N, V, H,
-                                                        h_stride, w_stride, lo, hi, **common)
+    grad, lse = grad.contiguous(), lse.contiguous()
+    args = (L.hidden, L.weight, L.b, L.targets, L.r, grad, lse)
+    sizes = (L.N, L.V, L.H, L.h_stride, L.w_stride, lo, hi)
+    _ce_backward_dh_kernel[(triton.cdiv(L.N, L.const["BLOCK_M"]),)](*args, d_hidden, *sizes, **L.const)
+    _ce_backward_dw_kernel[(triton.cdiv(L.V, L.const["BLOCK_V"]),)](
+        *args, d_weight, d_bias if d_bias is not None else d_weight, *sizes, **L.const)
 
 
 def aot_compile(dtype: str = "bf16", capability: int = 90, *, block_m: int = 64, block_v: int = 128,
