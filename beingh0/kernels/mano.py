@@ -1,6 +1,6 @@
 """Triton kernels for the MANO forward pass (``mano_joints`` and ``mano_forward``), forward only.
 
-Spec: ``beingh0/mano/lbs.py: mano_lbs``; packed-constant layout: ``csrc/README.md`` (the same
+Spec: ``beingh0/core/lbs.py: mano_lbs``; packed-constant layout: ``csrc/README.md`` (the same
 layout as the C++ ABI, as torch tensors). Autograd goes through the C++/CUDA backward.
 
 Two kernels:
