@@ -214,7 +214,7 @@ def build_dataset(source: str | Source, root: str | Path | None, out_dir: str | 
     jobs = [(ref, None if rootp is None else str(rootp), items[i:i + episodes_per_shard], options, str(out),
              i // episodes_per_shard, motion, skip_errors) for i in range(0, len(items), episodes_per_shard)]
     if backend == "process":  # forked workers inherit the hand models (generating one takes ~4 s)
-        from .samples import hand_model
+        from ..mano.model import hand_model
 
         for side in ("left", "right"):
             hand_model(side, motion.hand_model)

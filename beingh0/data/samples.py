@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..core.config import validate_config
-from ..mano.model import hand_model  # noqa: F401  (re-exported: the one cached hand-model loader)
+from ..mano.model import hand_model
 from ..motion.features import FeatureSpec
 from ..motion.hands import hand_features, hand_joints
 from ..motion.windows import FPS, REFERENCE_BACK_FRAMES, WINDOW_FRAMES, WINDOW_PAD, resample
