@@ -45,7 +45,8 @@ ALLOWED_PRIVATE: set[tuple[str, str, str]] = set()  # (importer, module, name): 
 ALLOWED_UPWARD: set[tuple[str, str]] = set()  # (importer, imported): none today
 
 #: Third-party packages a module may import at module level: pyproject's runtime dependencies.
-RUNTIME_DEPS = {"torch", "numpy", "matplotlib", "tqdm", "safetensors", "transformers", "tokenizers"}
+RUNTIME_DEPS = {"torch", "numpy", "matplotlib", "tqdm", "safetensors", "transformers", "tokenizers",
+                "pyarrow", "av", "msgpack"}
 #: Module-level imports of optional packages that are known and allowed. Triton kernels are Triton
 #: code by nature: ``beingh0.ops`` imports them only for the triton backend (and CI's import check
 #: skips them where triton is absent).
