@@ -31,6 +31,7 @@ STACK = (
     ("vla",),
     ("policy",),
     ("deploy",),
+    ("app",),
     ("benchmark",),
     ("cli",),
 )
