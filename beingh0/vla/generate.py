@@ -46,7 +46,8 @@ from .processor import IGNORE_INDEX, VLAProcessor, without_image
 from .template import IM_END, chat_prompt
 
 __all__ = ["MODES", "HANDS", "GenerationConfig", "GenerationPrompt", "SampleOutput", "GenerationResult", "generate",
-           "make_prompt", "prompt_from_sample", "prompt_from_dataset", "block_slots", "requantize_average"]
+           "make_prompt", "prompt_from_sample", "prompt_from_dataset", "block_slots", "requantize_average",
+           "end_token_id", "pad_token_id", "left_pad"]
 
 MODES = ("free", "block", "soft")
 HANDS = ("left", "right", "both")
@@ -179,7 +180,10 @@ class GenerationResult:
 
 
 # ------------------------------------------------------------------------------------- prompts
-def _im_end(vla) -> int:
+def end_token_id(vla) -> int:
+    """The token that ends an answer: ``<|im_end|>`` (the config's eos for a tokenizer-less model)."""
+    if vla.tokenizer is None:  # a tokenizer-less speed-run model: the config's end token (<|im_end|> in InternVL3)
+        return int(vla.config.text_config.eos_token_id)
     i = vla.tokenizer.convert_tokens_to_ids(IM_END)
     if i is None or i == vla.tokenizer.unk_token_id:
         raise UserValueError(f"the tokenizer has no {IM_END}; use the checkpoint's own tokenizer")
@@ -290,7 +294,16 @@ def requantize_average(motion_tokenizer, predicted: torch.Tensor, target: torch.
 
 
 # ------------------------------------------------------------------------------------- loop
-def _left_pad(prompts: Sequence[GenerationPrompt], pad: int):
+def pad_token_id(vla) -> int:
+    """Padding id: the processor's (tokenizer's pad, else ``<|im_end|>``), or the config's for a tokenizer-less model."""
+    if vla.tokenizer is not None:
+        return int(vla.processor().pad_token_id)
+    pad = vla.config.text_config.pad_token_id
+    return end_token_id(vla) if pad is None else int(pad)
+
+
+def left_pad(prompts: Sequence[GenerationPrompt], pad: int):
+    """Left-padded (input_ids (B, L), attention_mask (B, L), pixel_values of all prompts or None)."""
     L = max(int(p.input_ids.numel()) for p in prompts)
     B = len(prompts)
     ids = torch.full((B, L), pad, dtype=torch.long)
@@ -352,8 +365,8 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
         raise TypeError(f"config must be a GenerationConfig, got {type(config).__name__}")
     vocab, model = vla.vocab, vla.model
     model.eval()
-    eos = _im_end(vla)
-    pad = vla.processor().pad_token_id
+    eos = end_token_id(vla)
+    pad = pad_token_id(vla)
     tb, L_blk = vocab.layout.tokens_per_block, vocab.block_len
     slots = [p.slots if p.slots is not None else block_slots(config.seconds, config.hands) for p in prompts]
     nb = torch.tensor([len(s) for s in slots])
@@ -376,7 +389,7 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
     procs += list(logits_processors or []) + _sampling(config)
 
     device = next(model.parameters()).device
-    ids, mask, pix = _left_pad(prompts, pad)
+    ids, mask, pix = left_pad(prompts, pad)
     B, P = ids.shape
     seq = torch.full((B, P + max_new), pad, dtype=torch.long, device=device)
     att = torch.zeros((B, P + max_new), dtype=torch.long, device=device)
@@ -394,6 +407,8 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
         cache = DynamicCache()
     t0 = time.perf_counter()
     logits = _forward(model, seq[:, :P], att[:, :P], pix, cache, 0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     prefill = time.perf_counter() - t0
     first_block = None
     cur, steps = P, 0
@@ -413,6 +428,8 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
         steps += 1
         finished |= nxt == eos
         if first_block is None and step + 1 >= L_blk and config.mode != "free":
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             first_block = time.perf_counter() - t0
         if progress is not None:
             progress(step + 1, max_new)
@@ -432,6 +449,8 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
                 cache.crop(past - cache.get_seq_length())  # negative: tokens to drop (transformers >= 5)
         logits = _forward(model, seq[:, :cur], att[:, :cur], None if cache is not None else pix, cache,
                           past if cache is not None else 0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     total = time.perf_counter() - t0
     samples = []
     for b, p in enumerate(prompts):

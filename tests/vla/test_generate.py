@@ -305,3 +305,41 @@ def test_decode_hands_left_right_and_invalid(motion_tok):
     np.testing.assert_allclose(out["left"]["trans"][:15].numpy(), tr @ M, atol=1e-10)
     np.testing.assert_allclose(Rotation.from_rotvec(out["left"]["global_orient"][:15].numpy()).as_matrix(),
                                M @ Rr @ M, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------ command line
+def test_cli_bad_input_is_one_line(tmp_path, capsys, image):
+    from PIL import Image
+
+    from beingh0.cli.main import main
+
+    img = tmp_path / "scene.png"
+    Image.fromarray(image).save(img)
+    cases = [([str(tmp_path / "missing.png"), "wave", "--checkpoint", str(tmp_path)], "does not exist"),
+             ([str(img), "wave", "--checkpoint", str(tmp_path / "nowhere")], "checkpoint"),
+             ([str(img), "wave", "--checkpoint", str(tmp_path)], "config.json")]
+    for args, needle in cases:
+        assert main(["generate", *args, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("beingh0: error:") and needle in err and "\n" not in err
+
+
+def test_cli_generates_npz_strip_and_video_from_a_run_folder(tmp_path, capsys, tok_vla, motion_tok, image):
+    from PIL import Image
+
+    from beingh0.cli.main import main
+    from beingh0.tokenizer import save_tokenizer
+
+    run = tmp_path / "run"
+    tok_vla.save_pretrained(run / "model")
+    save_tokenizer(motion_tok, run / "motion_tokenizer")
+    img = tmp_path / "scene.png"
+    Image.fromarray(image).save(img)
+    out = tmp_path / "gen"
+    assert main(["generate", str(img), "pick up the cup", "--checkpoint", str(run), "--seconds", "1", "--hands", "right",
+                 "--out", str(out)]) == 0
+    assert "valid blocks 100.0 %" in capsys.readouterr().out
+    z = np.load(out / "motion.npz")
+    assert z["right_trans"].shape == (15, 3) and z["blocks"].shape == (1, motion_tok.layout.tokens_per_block)
+    assert bool(z["valid"].all()) and np.isfinite(z["right_hand_pose"]).all()
+    assert (out / "strip.png").stat().st_size > 0 and (out / "motion.mp4").stat().st_size > 0
