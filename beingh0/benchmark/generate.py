@@ -20,8 +20,6 @@ prefill included), ``hand_seconds_per_s`` (generated hand-seconds / wall time),
 """
 from __future__ import annotations
 
-import time
-
 import torch
 
 from .common import print_table, stamp, time_fn, write_records

@@ -29,8 +29,8 @@ ids were made with: ``beingh0.data.tokenize``). The chaining rule that makes the
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
 
@@ -38,7 +38,7 @@ from ..core.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..motion import FPS, CanonicalFrame, decanonicalize, decode_features, from_right_hand, to_right_hand
 from .vocab import MotionVocab
 
-__all__ = ["BlockParse", "parse_blocks", "decode_hands", "chain_windows", "DEFAULT_START", "CHAIN_RULES"]
+__all__ = ["CHAIN_RULES", "DEFAULT_START", "BlockParse", "chain_windows", "decode_hands", "parse_blocks"]
 
 #: Start pose per hand used when none is known: wrist 0.5 m in front of the camera, 10 cm left or
 #: right of the optical axis and 5 cm below it, identity wrist rotation.

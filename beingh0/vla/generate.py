@@ -32,8 +32,9 @@ sampling (temperature, top-p via transformers' warpers) from a ``torch.Generator
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -43,11 +44,25 @@ from ..data.instructions import MotionRef, motion_blocks, parse_placeholders
 from .blocks import BlockParse, decode_hands, parse_blocks
 from .logits import BlockFormatLogitsProcessor
 from .processor import IGNORE_INDEX, VLAProcessor, without_image
-from .template import IM_END, chat_prompt
+from .template import IM_END
 
-__all__ = ["MODES", "HANDS", "GenerationConfig", "GenerationPrompt", "SampleOutput", "GenerationResult", "generate",
-           "make_prompt", "prompt_from_sample", "prompt_from_dataset", "block_slots", "requantize_average",
-           "end_token_id", "pad_token_id", "left_pad"]
+__all__ = [
+    "HANDS",
+    "MODES",
+    "GenerationConfig",
+    "GenerationPrompt",
+    "GenerationResult",
+    "SampleOutput",
+    "block_slots",
+    "end_token_id",
+    "generate",
+    "left_pad",
+    "make_prompt",
+    "pad_token_id",
+    "prompt_from_dataset",
+    "prompt_from_sample",
+    "requantize_average",
+]
 
 MODES = ("free", "block", "soft")
 HANDS = ("left", "right", "both")

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core.errors import UserFileError, UserValueError
 
-__all__ = ["resolve_checkpoint", "generate_files"]
+__all__ = ["generate_files", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(checkpoint, tokenizer=None) -> tuple[Path, Path]:
@@ -50,7 +50,6 @@ def resolve_checkpoint(checkpoint, tokenizer=None) -> tuple[Path, Path]:
 def generate_files(image_path, instruction: str, checkpoint, out, *, tokenizer=None, config=None, frame: int = 0,
                    intrinsics=None, device: str = "cpu", progress: bool = True, render: bool = True) -> dict:
     """Run one generation and write the files of the module docstring; returns the JSON record."""
-    import torch
     from tqdm.auto import tqdm
 
     from ..align.viz import load_frame

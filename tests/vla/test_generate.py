@@ -5,13 +5,20 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from beingh0.motion import CanonicalFrame
 from beingh0.tokenizer import MotionTokenizer, TokenizerConfig
 from beingh0.vla.blocks import chain_windows, decode_hands, parse_blocks
-from beingh0.vla.generate import (GenerationConfig, block_slots, generate, make_prompt, prompt_from_sample,
-                                  requantize_average)
+from beingh0.vla.generate import (
+    GenerationConfig,
+    block_slots,
+    generate,
+    make_prompt,
+    prompt_from_dataset,
+    prompt_from_sample,
+    requantize_average,
+)
 from beingh0.vla.logits import BlockFormatLogitsProcessor, block_allowed_reference
 from beingh0.vla.processor import IGNORE_INDEX
-from beingh0.motion import CanonicalFrame
 
 from .conftest import random_motion
 
@@ -100,7 +107,7 @@ def test_parse_counts_invalid_blocks_and_never_raises(small_vla):
     lay = v.layout
     good = random_motion(lay, 1, seed=1)[0]
     eos = _im_end(small_vla)
-    blk = lambda ids: [v.mot_start] + (ids + v.offset).tolist() + [v.mot_end]  # noqa: E731
+    blk = lambda ids: [v.mot_start] + (ids + v.offset).tolist() + [v.mot_end]
     wrong = good.clone()
     wrong[0] = good[1]  # an id of layer 1 where the layout wants layer 0
     text = blk(good)
@@ -149,7 +156,7 @@ def test_block_mode_is_fully_valid_with_random_weights(tiny_vla):
 @pytest.mark.parametrize("mode", ["free", "block"])
 def test_kv_cache_gives_identical_tokens(small_vla, image, mode):
     p = make_prompt(small_vla, "pour the water", image=image, seconds=1, hands="both")
-    cfg = dict(mode=mode, max_new_tokens=40 if mode == "free" else None)
+    cfg = {"mode": mode, "max_new_tokens": 40 if mode == "free" else None}
     a = generate(small_vla, p, GenerationConfig(use_cache=True, **cfg))
     b = generate(small_vla, p, GenerationConfig(use_cache=False, **cfg))
     assert torch.equal(a[0].token_ids, b[0].token_ids)
@@ -174,7 +181,7 @@ def test_left_padded_batch_equals_one_by_one(small_vla, image):
 
 def test_seed_determinism(small_vla):
     p = make_prompt(small_vla, "grasp", seconds=1, hands="both")
-    cfg = lambda s: GenerationConfig(mode="block", greedy=False, temperature=1.5, top_p=0.9, seed=s)  # noqa: E731
+    cfg = lambda s: GenerationConfig(mode="block", greedy=False, temperature=1.5, top_p=0.9, seed=s)
     a, b, c = (generate(small_vla, p, cfg(s))[0].token_ids for s in (3, 3, 4))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
@@ -343,3 +350,34 @@ def test_cli_generates_npz_strip_and_video_from_a_run_folder(tmp_path, capsys, t
     assert z["right_trans"].shape == (15, 3) and z["blocks"].shape == (1, motion_tok.layout.tokens_per_block)
     assert bool(z["valid"].all()) and np.isfinite(z["right_hand_pose"]).all()
     assert (out / "strip.png").stat().st_size > 0 and (out / "motion.mp4").stat().st_size > 0
+
+
+def test_prompt_from_dataset_carries_target_and_start(tmp_path, motion_tok, tok_vla):
+    from beingh0.data.synth import SynthConfig, synth_dataset
+    from beingh0.data.tokenize import tokenize_dataset
+    from beingh0.vla.data import DataConfig, PretrainDataset
+
+    root = tmp_path / "ds"
+    synth_dataset(root, 1, SynthConfig(seconds=3.0, size=(32, 24), image_format="jpeg"), seed=7, progress=False)
+    tokenize_dataset(root, motion_tok, progress=False)
+    ds = PretrainDataset(root, tok_vla.processor(), DataConfig(tasks=("generation", "prediction"), text_only=0.0), seed=0)
+    seen = set()
+    for i, it in enumerate(ds.items):
+        task = it["sample"]["task"]
+        if task in seen:
+            continue
+        seen.add(task)
+        p = prompt_from_dataset(ds, i)
+        built = ds.build(i)
+        n = int((built["labels"] == IGNORE_INDEX).sum())
+        assert torch.equal(p.input_ids, built["input_ids"][:n]) and p.pixel_values is not None
+        motion = ds.motion(it)
+        assert torch.equal(p.target, torch.stack([motion[h][s] for s, h in p.slots]))
+        ep = ds._episode(it["folder"], it["episode"])
+        s0 = min(s for s, _ in p.slots)
+        for h, pose in p.start.items():
+            f = round((it["sample"]["t0"] + s0) * ep.fps)
+            np.testing.assert_allclose(pose["trans"].numpy(), ep.hands[h].trans[f], atol=1e-6)
+    assert seen == {"generation", "prediction"}
+    r = generate(tok_vla, p, GenerationConfig(mode="soft"), motion_tokenizer=motion_tok)
+    assert r.valid_rate == 1.0 and set(r[0].mano) == {h for _, h in p.slots}
