@@ -330,9 +330,9 @@ def left_pad(prompts: Sequence[GenerationPrompt], pad: int):
     return ids, mask, (torch.cat(pix) if pix else None)
 
 
-def _forward(model, ids, mask, pixel_values, cache, past: int):
-    """Logits (B, V) of the last position; feeds ``ids[:, past:]`` when a cache holds ``past`` tokens."""
-    pos = (mask.cumsum(-1) - 1).clamp_min(0)
+def _forward(model, ids, mask, pos, pixel_values, cache, past: int):
+    """Logits (B, V) of the last position; feeds ``ids[:, past:]`` when a cache holds ``past`` tokens.
+    ``pos``: position ids of ``ids`` (precomputed once per generation: no per-step work over the sequence)."""
     kw: dict[str, Any] = {"attention_mask": mask, "position_ids": pos[:, past:], "logits_to_keep": 1}
     if pixel_values is not None and past == 0:
         kw["pixel_values"] = pixel_values
@@ -421,7 +421,10 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
 
         cache = DynamicCache()
     t0 = time.perf_counter()
-    logits = _forward(model, seq[:, :P], att[:, :P], pix, cache, 0)
+    # position ids follow the attention mask (left padding), as model.generate does; answer tokens are all real
+    pos_all = torch.cat([(att[:, :P].cumsum(-1) - 1).clamp_min(0),
+                         att[:, :P].sum(-1, keepdim=True) + torch.arange(max_new, device=device)], 1)
+    logits = _forward(model, seq[:, :P], att[:, :P], pos_all[:, :P], pix, cache, 0)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     prefill = time.perf_counter() - t0
@@ -462,7 +465,7 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
             past = cur - tb
             if cache is not None and cache.get_seq_length() > past:
                 cache.crop(past - cache.get_seq_length())  # negative: tokens to drop (transformers >= 5)
-        logits = _forward(model, seq[:, :cur], att[:, :cur], None if cache is not None else pix, cache,
+        logits = _forward(model, seq[:, :cur], att[:, :cur], pos_all[:, :cur], None if cache is not None else pix, cache,
                           past if cache is not None else 0)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
