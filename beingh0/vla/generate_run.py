@@ -11,6 +11,11 @@ folder (``DIR/model`` + ``DIR/motion_tokenizer``, the layout ``beingh0 pretrain`
   ``valid`` (n,), ``slots`` (n, 2) as (second, 0 left / 1 right), ``token_ids``, ``fps``;
 * ``strip.png`` and ``motion.mp4``: the hands drawn over the image (:mod:`.render`);
 * ``generation.json``: instruction, mode, valid rate, timing, the files.
+
+The image is aligned to Being-H0's virtual camera before tiling, as the pretraining data is
+(``K_tgt K_src^-1``, :mod:`beingh0.align`), with ``intrinsics`` or, without them, the virtual camera's
+105-degree field of view (:func:`.render.default_intrinsics`); the motion comes out in the camera frame
+of the image and is drawn with the same intrinsics.
 """
 from __future__ import annotations
 
@@ -72,7 +77,16 @@ def generate_files(image_path, instruction: str, checkpoint, out, *, tokenizer=N
     if tok.layout != vla.vocab.layout:
         raise UserValueError(f"the motion tokenizer in {tok_dir} has layout {tok.layout} but the VLA {vla.vocab.layout}; "
                              "pass the tokenizer the VLA was trained with (--tokenizer)")
-    prompt = make_prompt(vla, instruction, image=image, seconds=config.seconds, hands=config.hands)
+    # the model saw images aligned to Being-H0's virtual camera (PretrainDataset, align=True): do the same
+    from ..align.camera import OFFICIAL_TARGET, Intrinsics
+    from ..align.geometry import frame_from_src_matrix
+
+    H, W = image.shape[:2]
+    K = tuple(float(v) for v in (intrinsics or default_intrinsics(W, H)))
+    tgt = OFFICIAL_TARGET.frame
+    pre = frame_from_src_matrix(Intrinsics(*K, W, H), tgt)
+    prompt = make_prompt(vla, instruction, image=image, seconds=config.seconds, hands=config.hands, pre=pre,
+                         canvas_wh=(tgt.width, tgt.height))
     bar = tqdm(total=1, desc="generate", unit="tok", disable=not progress, dynamic_ncols=True)
 
     def tick(step, total):
@@ -96,7 +110,6 @@ def generate_files(image_path, instruction: str, checkpoint, out, *, tokenizer=N
     np.savez(out / "motion.npz", **arrays)
     files = {"npz": str(out / "motion.npz")}
     if render:
-        K = intrinsics or default_intrinsics(image.shape[1], image.shape[0])
         paths = render_generation(image, s.mano, out, intrinsics=K, caption=instruction, progress=progress)
         files.update({k: str(v) for k, v in paths.items()})
     rec = {"instruction": instruction, "image": str(image_path), "checkpoint": str(model_dir), "tokenizer": str(tok_dir),
