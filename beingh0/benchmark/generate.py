@@ -43,7 +43,9 @@ def _prompt(vla, text_tokens: int, device, seed: int = 0):
 
 def run_generate_bench(device: str = "cpu", config: str = "tiny", seconds: int = 1, hands: str = "right",
                        batch: int = 1, repeats: int | None = None, json_path=None, threads: int | None = None,
-                       baseline: bool = True, anchor: bool = True, text_tokens: int = 32) -> list[dict]:
+                       baseline: bool = True, anchor: bool = True, text_tokens: int = 32, layout=None) -> list[dict]:
+    """Time the implementations of the module docstring; returns the records (written to ``json_path``).
+    ``layout``: a smaller motion-token layout (tests); default the paper's."""
     from ..core.errors import UserValueError
     from ..vla.generate import GenerationConfig, block_slots, generate
     from ..vla.logits import BlockFormatLogitsProcessor
@@ -55,7 +57,7 @@ def run_generate_bench(device: str = "cpu", config: str = "tiny", seconds: int =
         torch.set_num_threads(threads)
     dev = torch.device(device)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    vla = VLA.from_preset(config, device=dev, dtype=dtype, seed=0, attn_implementation="sdpa")
+    vla = VLA.from_preset(config, device=dev, dtype=dtype, seed=0, attn_implementation="sdpa", layout=layout)
     vla.model.to(dev).eval()
     prompts = [_prompt(vla, text_tokens, dev, seed=i) for i in range(batch)]
     slots = block_slots(seconds, hands)

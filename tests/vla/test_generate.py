@@ -381,3 +381,22 @@ def test_prompt_from_dataset_carries_target_and_start(tmp_path, motion_tok, tok_
     assert seen == {"generation", "prediction"}
     r = generate(tok_vla, p, GenerationConfig(mode="soft"), motion_tokenizer=motion_tok)
     assert r.valid_rate == 1.0 and set(r[0].mano) == {h for _, h in p.slots}
+
+
+def test_bench_generate_small_and_tokenizer_less_models(tmp_path, small_vla):
+    import json
+
+    from beingh0.benchmark.generate import run_generate_bench
+    from beingh0.vla.model import VLA
+
+    path = tmp_path / "gen.json"
+    recs = run_generate_bench(config="tiny", seconds=1, hands="both", repeats=1, json_path=path, layout=small_vla.vocab.layout)
+    assert [r["impl"] for r in recs] == ["no_cache", "kv_cache", "hf_generate"]
+    assert all(r["same_tokens_as_kv_cache"] in (None, True) for r in recs) and recs[1]["valid_rate"] == 1.0
+    assert recs[1]["motion_tokens_per_s"] > 0 and recs[1]["time_to_first_block_s"] > 0
+    assert json.loads(path.read_text())[0]["device_name"].startswith("cpu")
+    # a speed-run model without a text tokenizer decodes with the config's end token
+    bare = VLA(small_vla.model, None, small_vla.vocab)
+    p = make_prompt(small_vla, "wave", seconds=1, hands="both")
+    a, b = generate(small_vla, p, GenerationConfig()), generate(bare, p, GenerationConfig())
+    assert torch.equal(a[0].token_ids, b[0].token_ids) and b[0].text == ""
