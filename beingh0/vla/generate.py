@@ -209,12 +209,15 @@ def make_prompt(vla_or_processor, instruction: str, *, image=None, seconds: int 
                 pre=None, canvas_wh=None, template: int = 0, start: dict | None = None) -> GenerationPrompt:
     """A generation prompt from an instruction (``generation`` template ``template`` of
     :mod:`beingh0.data.instructions`, with the duration and hands filled in) and an optional image
-    (uint8 (H, W, 3)). An instruction that already holds ``{duration}``/``{hand}`` is not wrapped."""
+    (uint8 (H, W, 3)); ``pre``/``canvas_wh``: the alignment folded into the tiling (as the pretraining
+    data's images: :meth:`beingh0.vla.data.PretrainDataset.image`); ``start``: see :class:`GenerationPrompt`."""
     from ..data.instructions import TEMPLATES, duration_words, hand_words
 
     proc = vla_or_processor if isinstance(vla_or_processor, VLAProcessor) else vla_or_processor.processor()
     if not isinstance(instruction, str) or not instruction.strip():
         raise UserValueError("the instruction is empty; pass the task in words, e.g. \"pick up the cup\"")
+    if not 0 <= template < len(TEMPLATES["generation"]):
+        raise UserValueError(f"template must be in [0, {len(TEMPLATES['generation'])}), got {template}")
     text = instruction.strip().rstrip(".")
     tmpl = TEMPLATES["generation"][template]
     prompt = tmpl.format(instruction=text[:1].lower() + text[1:], duration=duration_words(seconds), hand=hand_words(hands))
