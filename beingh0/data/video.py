@@ -78,15 +78,18 @@ def decode_video(src: bytes | str | Path, indices: Sequence[int] | None = None, 
         if rw < 1 or rh < 1:
             raise UserValueError(f"{name}: resize must be a positive (width, height), got {resize!r}")
 
+    # threads=1: swscale's automatic slice threads leave state behind that deadlocks the next
+    # conversion in a fork()ed child (DataLoader workers after a decode in the main process);
+    # decoding itself stays multi-threaded.
     def _rgb(fr):
         if resize is None:
-            a = fr.to_ndarray(format="rgb24")
+            a = fr.to_ndarray(format="rgb24", threads=1)
             return a if size is None else a[: size[1], : size[0]]
         if size is None or (fr.width, fr.height) == (size[0], size[1]):
-            return fr.to_ndarray(format="rgb24", width=rw, height=rh, interpolation="BILINEAR")
-        a = fr.to_ndarray(format="rgb24")[: size[1], : size[0]]  # crop the encoder's padding first
+            return fr.to_ndarray(format="rgb24", width=rw, height=rh, interpolation="BILINEAR", threads=1)
+        a = fr.to_ndarray(format="rgb24", threads=1)[: size[1], : size[0]]  # crop the encoder's padding first
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="rgb24").to_ndarray(
-            format="rgb24", width=rw, height=rh, interpolation="BILINEAR")
+            format="rgb24", width=rw, height=rh, interpolation="BILINEAR", threads=1)
     try:
         with av.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else str(src)) as c:
             if not c.streams.video:
