@@ -373,7 +373,7 @@ class RobotDataset(torch.utils.data.Dataset):
         path = ds.video_file(i, cam)
         if not path.is_file():
             raise UserFileError(f"{ds.root}: episode {i}: video {path} of {cam!r} is missing")
-        px = decode_video(path, idx, size=src, resize=self.image_size)
+        px = decode_video(path, idx, size=src, resize=self.image_size, seek=True)
         self._cache[key] = px
         self._cached_bytes += px.nbytes
         while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:

@@ -49,14 +49,17 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 23) -> bytes:
 
 
 def decode_video(src: bytes | str | Path, indices: Sequence[int] | None = None, size: tuple[int, int] | None = None,
-                 resize: tuple[int, int] | None = None) -> np.ndarray:
+                 resize: tuple[int, int] | None = None, seek: bool = False) -> np.ndarray:
     """Frames ``indices`` (all when None) of a video as uint8 (n, H, W, 3) RGB.
 
     ``size`` = (width, height) crops frames that ``encode_mp4`` padded to even sizes. ``resize`` =
     (width, height) resamples each decoded frame (after the crop) with FFmpeg's swscale bilinear
     filter, which low-passes when shrinking (about 2 ms per 640x480 frame on one CPU core), so a
-    resized decode never holds full-size frames. Errors name the source; an index past the end is
-    an error, not a short result.
+    resized decode never holds full-size frames. ``seek=True`` starts decoding at the key frame
+    before the first wanted frame instead of the file's start (for episodes deep inside a shared
+    LeRobot v3.0 video); frames are then numbered by their timestamps (``round(t * fps)``, constant
+    frame rate), which equals the decode order of such files. Errors name the source; an index
+    past the end is an error, not a short result.
     """
     av = _av()
     name = f"{len(src)}-byte video" if isinstance(src, (bytes, bytearray)) else str(src)
@@ -71,6 +74,7 @@ def decode_video(src: bytes | str | Path, indices: Sequence[int] | None = None, 
         for j, v in enumerate(want.tolist()):
             rows.setdefault(v, []).append(j)
     arr = None
+    filled: set[int] = set()
     last = -1 if want is None or not want.size else int(want.max())
     n_seen = 0
     if resize is not None:
@@ -96,14 +100,27 @@ def decode_video(src: bytes | str | Path, indices: Sequence[int] | None = None, 
                 raise UserValueError(f"{name}: no video stream")
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
+            first = 0 if want is None or not want.size else int(want.min())
+            number = None
+            if seek and first > 0:
+                rate, tb = stream.average_rate or stream.guessed_rate, stream.time_base
+                t0 = stream.start_time or 0
+                if rate and tb:
+                    c.seek(int(t0 + (first / rate) / tb), stream=stream, backward=True, any_frame=False)
+                    number = lambda fr: int(round(float((fr.pts - t0) * tb * rate)))  # noqa: E731
             if want is None or want.size:
                 for i, fr in enumerate(c.decode(stream)):
-                    n_seen = i + 1
+                    if number is not None:
+                        if fr.pts is None:
+                            raise UserValueError(f"{name}: frames without timestamps; decode without seek")
+                        i = number(fr)
+                    n_seen = max(n_seen, i + 1)
                     if want is None:
                         out.append(_rgb(fr))
                         continue
                     js = rows.get(i)
-                    if js:
+                    if js and i not in filled:
+                        filled.add(i)
                         a = _rgb(fr)
                         if arr is None:
                             arr = np.empty((len(want),) + a.shape, np.uint8)
@@ -113,9 +130,11 @@ def decode_video(src: bytes | str | Path, indices: Sequence[int] | None = None, 
                         break
     except av.error.FFmpegError as e:
         raise UserValueError(f"{name}: cannot decode ({e}); the file may be truncated or not a video") from None
-    if want is not None and want.size and last >= n_seen:
-        missing = min(v for v in rows if v >= n_seen)
-        raise UserValueError(f"{name}: frame {missing} requested but the video has only {n_seen} frames")
+    if want is not None and len(filled) < len(rows):
+        missing = min(set(rows) - filled)
+        if missing >= n_seen:
+            raise UserValueError(f"{name}: frame {missing} requested but the video has only {n_seen} frames")
+        raise UserValueError(f"{name}: frame {missing} not found after seeking (variable frame rate?); decode without seek")
     if want is None:
         arr = np.stack(out) if out else None
     if arr is None:
