@@ -393,7 +393,7 @@ class RobotDataset(torch.utils.data.Dataset):
         steps = np.arange(i, i + self.chunk)
         pad = steps >= b
         act = self._action[np.minimum(steps, b - 1)]
-        r, ep = self._eps[k]
+        ep = self._eps[k][1]
         item = {"observation.state": torch.from_numpy(self._state[i].copy()),
                 "action": torch.from_numpy(np.ascontiguousarray(act)),
                 "action_is_pad": torch.from_numpy(pad),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +144,6 @@ def robot_demos(out_dir, episodes: int = 16, seconds: float = 4.0, fps: float = 
         from tqdm import tqdm
 
         it = tqdm(it, desc="synthetic robot episodes", unit="ep")
-    t0 = time.perf_counter()
     for e in it:
         ep = synth_episode(seed, e, cfg)
         state, action = episode_robot_arrays(ep, lookahead)
@@ -158,7 +156,6 @@ def robot_demos(out_dir, episodes: int = 16, seconds: float = 4.0, fps: float = 
         dp.parent.mkdir(parents=True, exist_ok=True)
         vp.parent.mkdir(parents=True, exist_ok=True)
         ts = (np.arange(T) / cfg.fps).astype(np.float32)
-        lst = pa.list_(pa.float32(), D)
         table = pa.table({
             "observation.state": pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1), pa.float32()), D),
             "action": pa.FixedSizeListArray.from_arrays(pa.array(action.reshape(-1), pa.float32()), D),
@@ -168,7 +165,6 @@ def robot_demos(out_dir, episodes: int = 16, seconds: float = 4.0, fps: float = 
             "index": pa.array(np.arange(index, index + T), pa.int64()),
             "task_index": pa.array(np.full(T, ti), pa.int64()),
         })
-        assert table.schema.field("action").type == lst
         pq.write_table(table, dp)
         vp.write_bytes(ep.frames.data)  # the generator's H.264 mp4, frame t = episode frame t
         intr[str(e)] = [float(x) for x in ep.camera.intrinsics[0]]
@@ -180,11 +176,12 @@ def robot_demos(out_dir, episodes: int = 16, seconds: float = 4.0, fps: float = 
             "timestamp": _stats(ts), "frame_index": _stats(np.arange(T)), "episode_index": _stats(np.full(T, e)),
             "index": _stats(np.arange(index, index + T)), "task_index": _stats(np.full(T, ti))}})
         index += T
-    scalar = lambda dt: {"dtype": dt, "shape": [1], "names": None}
+    scalar = lambda dt: {"dtype": dt, "shape": [1], "names": None}  # noqa: E731
+    info_fps = int(cfg.fps) if float(cfg.fps).is_integer() else float(cfg.fps)
     info = {
         "codebase_version": "v2.1", "robot_type": ROBOT_TYPE, "total_episodes": episodes, "total_frames": index,
         "total_tasks": len(tasks), "total_videos": episodes, "total_chunks": (episodes - 1) // CHUNKS_SIZE + 1,
-        "chunks_size": CHUNKS_SIZE, "fps": int(cfg.fps) if float(cfg.fps).is_integer() else cfg.fps,
+        "chunks_size": CHUNKS_SIZE, "fps": info_fps,
         "splits": {"train": f"0:{episodes}"},
         "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
         "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
@@ -193,7 +190,7 @@ def robot_demos(out_dir, episodes: int = 16, seconds: float = 4.0, fps: float = 
             "action": {"dtype": "float32", "shape": [D], "names": [names]},
             CAMERA: {"dtype": "video", "shape": [size[1], size[0], 3], "names": ["height", "width", "channel"],
                      "info": {"video.height": size[1], "video.width": size[0], "video.codec": "h264",
-                              "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": cfg.fps,
+                              "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": info_fps,
                               "video.channels": 3, "has_audio": False}},
             "timestamp": scalar("float32"), "frame_index": scalar("int64"), "episode_index": scalar("int64"),
             "index": scalar("int64"), "task_index": scalar("int64"),
@@ -209,7 +206,6 @@ def robot_demos(out_dir, episodes: int = 16, seconds: float = 4.0, fps: float = 
         "format": "beingh0.camera_intrinsics", "version": 1,
         "convention": "fx, fy, cx, cy in pixels of the stored video (OpenCV pinhole, pixel centres at integers)",
         "cameras": {CAMERA: {"width": size[0], "height": size[1], "default": None, "episodes": intr}}}, indent=1))
-    settings["seconds_to_build"] = round(time.perf_counter() - t0, 2)
-    (tmp / SETTINGS_FILE).write_text(json.dumps({k: v for k, v in settings.items() if k != "seconds_to_build"}))
+    (tmp / SETTINGS_FILE).write_text(json.dumps(settings))
     tmp.rename(out)
     return out
