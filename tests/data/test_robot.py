@@ -324,3 +324,26 @@ def test_resumable_loader_with_workers(synth):
         assert a["task"] == b["task"]
         for k in ("index", "observation.state", "action", "action_is_pad", CAM, f"intrinsics.{CAM}", "episode_index"):
             assert torch.equal(a[k], b[k]), k
+
+
+def test_synth_robot_cli(tmp_path, capsys):
+    from beingh0.cli.main import main
+
+    out = tmp_path / "demos"
+    assert main(["data", "synth-robot", "--out", str(out), "--episodes", "1", "--seconds", "0.4", "--size", "16x16",
+                 "--lookahead", "2", "--quiet"]) == 0
+    assert "wrote 1 synthetic robot episodes" in capsys.readouterr().out
+    ds = RobotDataset(out, chunk=2)
+    assert len(ds) == 6 and ds[0][CAM].shape == (16, 16, 3)
+    np.testing.assert_array_equal(ds.action_table()[:4], ds.state_table()[2:])  # --lookahead 2
+    assert main(["data", "synth-robot", "--out", str(out), "--size", "15x16"]) == 2  # a one-line error, exit 2
+
+
+def test_several_roots(synth, v21):
+    two = RobotDataset([synth, synth], chunk=4, episodes=[[1], [0, 1]])
+    assert len(two) == 45 and two.episode_indices() == [(0, 1), (1, 0), (1, 1)] and list(two.episode_starts()) == [0, 15, 30, 45]
+    np.testing.assert_array_equal(two[0][CAM].numpy(), two[30][CAM].numpy())  # the same episode from both roots
+    assert two[14]["action_is_pad"].tolist() == [False, True, True, True]  # roots do not run into each other
+    with pytest.raises(UserError) as e:
+        RobotDataset([synth, v21])
+    assert "differ" in _one_line(e)
