@@ -22,14 +22,16 @@ Works with :class:`beingh0.data.loader.ResumableLoader` (``seed``, ``fingerprint
 ``episode_starts()``, indices ``epoch * len + i``), also with ``num_workers > 0``.
 
 Cost. The numeric columns of every selected episode are read once at construction (a few ms per
-episode) and kept in memory (8 bytes per state/action value). Camera frames are decoded **per
-episode, sequentially, once**, resized during the decode when ``image_size`` is set, and kept in a
-per-process LRU cache of whole episodes (``cache_bytes``, default 1 GiB); a frame request after that
-is a copy. Decoding the real G1 episode (AV1, 640x480, 393 frames) takes about 0.7 s (about 0.8 s
-resized to 224x168) on one CPU core, i.e. 2 ms per frame, against tens of ms for a seek per frame.
-Block shuffling (the loader's default) visits ``block_episodes`` episodes at a time: keep
-``block_episodes x frames x H x W x 3 x cameras`` within ``cache_bytes`` (or pass a smaller
-``block_episodes``), otherwise an episode is decoded more than once per epoch.
+episode) and kept in memory. Camera frames are decoded **per episode, sequentially, once** (v3.0:
+from the key frame before the episode, ``decode_video(seek=True)``), resized during the decode when
+``image_size`` is set, and kept in a per-process LRU cache of whole episodes (``cache_bytes``,
+default 1 GiB); a frame request after that is a copy (76 us). Decoding the real G1 episode (AV1,
+640x480, 393 frames) costs 2.0 s of CPU at full size (362 MB of frames) and 1.0 s resized to
+224x168 (44 MB), measured on a shared 2-core machine; a seek per frame would re-decode from the
+previous key frame for every item. Block shuffling (the loader's default) visits
+``block_episodes`` episodes at a time: keep ``block_episodes x frames x H x W x 3 x cameras``
+within ``cache_bytes`` (or pass a smaller ``block_episodes``), otherwise an episode is decoded
+more than once per epoch. See docs/robot-data.md.
 
 Intrinsics. LeRobot records none. :class:`RobotDataset` reads them, when a dataset has them, from
 ``meta/camera_intrinsics.json`` (written by :func:`beingh0.data.synth.robot.robot_demos`)::
