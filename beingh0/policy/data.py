@@ -20,7 +20,7 @@ import torch
 from ..core.errors import UserValueError
 from .prompt import PromptBuilder
 
-__all__ = ["PolicyDataset", "PolicyCollator", "item_episodes", "split_episodes", "subset_episodes"]
+__all__ = ["PolicyDataset", "PolicyCollator", "item_episodes", "split_episodes", "subset_episodes", "spec_from_robot"]
 
 
 def item_episodes(source) -> np.ndarray:
@@ -29,6 +29,11 @@ def item_episodes(source) -> np.ndarray:
         fn = getattr(source, name, None)
         if fn is not None:
             return np.asarray(fn() if callable(fn) else fn, dtype=np.int64)
+    starts = getattr(source, "episode_starts", None)
+    if callable(starts):  # RobotDataset: (episodes + 1,) offsets
+        st = np.asarray(starts(), dtype=np.int64)
+        if len(st) >= 2 and st[0] == 0 and st[-1] == len(source):
+            return np.repeat(np.arange(len(st) - 1), np.diff(st))
     idx = getattr(source, "index", None)
     if isinstance(idx, dict) and "episode_index" in idx:
         return np.asarray(idx["episode_index"], dtype=np.int64)
@@ -76,9 +81,9 @@ class PolicyDataset(torch.utils.data.Dataset):
         return f"policy:{h}"
 
     def episode_starts(self) -> np.ndarray:
-        """Positions where a new episode starts (block shuffling keeps an episode's items together)."""
+        """(runs + 1,) offsets of the runs of equal episodes (block shuffling keeps an episode's items together)."""
         change = np.flatnonzero(np.diff(self.episodes)) + 1
-        return np.concatenate([[0], change]).astype(np.int64)
+        return np.concatenate([[0], change, [len(self.episodes)]]).astype(np.int64)
 
     def item(self, i: int) -> dict:
         """The robot dataset's raw item ``i`` of this subset."""
@@ -112,3 +117,27 @@ class PolicyCollator:
             out[k] = torch.stack([it[k] for it in items])
         out["index"] = torch.tensor([int(it.get("index", 0)) for it in items], dtype=torch.long)
         return out
+
+
+def spec_from_robot(source, ids: np.ndarray, config) -> "PolicySpec":
+    """The policy spec of a ``RobotDataset``: names, cameras (short names), intrinsics of the cameras
+    that record them in every episode (the constant ones, else the first episode's, with the image
+    size), fps, and normalisation statistics from the rows ``ids`` (the training items only)."""
+    from .model import PolicySpec
+
+    meta = source.meta
+    cams, intr = [], {}
+    n_eps = len(source.episode_starts()) - 1
+    for key in meta.cameras:
+        cam = key[len("observation.images."):] if key.startswith("observation.images.") else key
+        cams.append(cam)
+        ks = [source.episode_intrinsics(k, key) for k in range(n_eps)]
+        if ks and all(k is not None for k in ks):
+            k4 = meta.intrinsics.get(key) if meta.intrinsics.get(key) is not None else ks[0]
+            w, h = meta.image_sizes[key]
+            intr[cam] = [float(x) for x in np.asarray(k4).reshape(-1)[:4]] + [int(w), int(h)]
+    st, ac = source.state_table(), source.action_table()
+    if len(st) == len(source):
+        st, ac = st[ids], ac[ids]
+    return PolicySpec.from_tables(st, ac, cams, config, state_names=list(meta.state_names),
+                                  action_names=list(meta.action_names), intrinsics=intr, fps=float(meta.fps))

@@ -108,16 +108,19 @@ class BeingH0Policy(nn.Module):
 
     name = "beingh0"
 
-    def __init__(self, vla, config: PolicyConfig, spec: PolicySpec):
+    def __init__(self, vla, config: PolicyConfig, spec: PolicySpec, *, seed: int = 0):
         super().__init__()
         self.vla, self.config, self.spec = vla, config, spec
         self.backbone = vla.model
         hidden = int(vla.config.text_config.hidden_size)
         S, A = spec.state_dim, spec.action_dim
-        self.proprio = _mlp(S, config.proj_hidden or hidden, hidden)
-        g = torch.Generator().manual_seed(0)
-        self.queries = nn.Parameter(torch.randn(config.num_queries, hidden, generator=g) * 0.02)
-        self.head = _mlp(hidden, config.head_hidden or hidden, config.actions_per_query * A)
+        with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG alone
+            torch.manual_seed(seed)
+            self.proprio = _mlp(S, config.proj_hidden or hidden, hidden)
+            self.queries = nn.Parameter(torch.randn(config.num_queries, hidden) * 0.02)
+            self.head = _mlp(hidden, config.head_hidden or hidden, config.actions_per_query * A)
+        self.proprio.to(vla.model.dtype), self.head.to(vla.model.dtype)
+        self.queries.data = self.queries.data.to(vla.model.dtype)
         self.normalizer = Normalizer(spec.norm)
         for k, d in ((STATE, S), (ACTION, A)):
             if self.normalizer.features.get(k, {}).get("dim") != d:
@@ -129,8 +132,8 @@ class BeingH0Policy(nn.Module):
         self._queue: deque = deque()
 
     @classmethod
-    def from_vla(cls, vla, config: PolicyConfig, spec: PolicySpec) -> "BeingH0Policy":
-        return cls(vla, config, spec)
+    def from_vla(cls, vla, config: PolicyConfig, spec: PolicySpec, *, seed: int = 0) -> "BeingH0Policy":
+        return cls(vla, config, spec, seed=seed)
 
     # ------------------------------------------------------------------------------ freezing
     def apply_freeze(self) -> None:
@@ -225,6 +228,9 @@ class BeingH0Policy(nn.Module):
                 if v is None:
                     raise UserValueError(f"observation has no {key!r}; the policy was trained with cameras {list(self.spec.cameras)}")
                 imgs[key] = v if single else v[b]
+                k4 = observation.get("intrinsics." + key)
+                if k4 is not None:
+                    imgs["intrinsics." + key] = k4 if np.ndim(k4) == 1 else k4[b]
             items.append(self.builder.encode(imgs, tasks[b] or self.config.instruction))
         batch = self.builder.collate(items)
         batch[STATE] = state

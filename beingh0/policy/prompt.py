@@ -49,7 +49,9 @@ class PromptBuilder:
             image tokens, system prompt).
         cameras: camera names (``observation.images.<cam>``), in prompt order.
         intrinsics: ``{cam: (fx, fy, cx, cy, width, height)}`` for cameras whose intrinsics are
-            known (pixels of the image as recorded); others get a plain resize.
+            known (pixels of the image as recorded); these cameras are aligned (an observation may
+            carry per-image ``intrinsics.observation.images.<cam>`` fx, fy, cx, cy, as
+            ``RobotDataset`` items do); others get a plain resize.
         num_queries: action-query slots after the proprioception slot.
         align: use the intrinsics (False: plain resize for every camera).
     """
@@ -66,16 +68,23 @@ class PromptBuilder:
     def num_slots(self) -> int:
         return 1 + self.num_queries
 
-    def _pre(self, cam: str, w: int, h: int):
+    def _pre(self, cam: str, w: int, h: int, k4=None):
+        """(pre, canvas) of the alignment to Being-H0's virtual camera, or (None, None) for a plain resize.
+
+        ``k4``: fx, fy, cx, cy of this image (the observation's ``intrinsics.observation.images.<cam>``);
+        else the intrinsics the policy was trained with (for images of that size)."""
         if not (self.align and cam in self.intrinsics):
             return None, None
         from ..align.camera import OFFICIAL_TARGET, Intrinsics
         from ..align.geometry import frame_from_src_matrix
 
-        fx, fy, cx, cy, W, H = self.intrinsics[cam]
-        if (int(W), int(H)) != (w, h):
-            raise UserValueError(f"camera {cam}: intrinsics are for {int(W)}x{int(H)} images but the image is {w}x{h}; "
-                                 "pass images as recorded (or intrinsics for this size)")
+        if k4 is not None:
+            fx, fy, cx, cy = (float(x) for x in np.asarray(k4.cpu() if isinstance(k4, torch.Tensor) else k4).reshape(-1)[:4])
+        else:
+            fx, fy, cx, cy, W, H = self.intrinsics[cam]
+            if (int(W), int(H)) != (w, h):
+                raise UserValueError(f"camera {cam}: intrinsics are for {int(W)}x{int(H)} images but the image is {w}x{h}; "
+                                     f"pass images as recorded, or their intrinsics as 'intrinsics.observation.images.{cam}'")
         tgt = OFFICIAL_TARGET.frame
         return frame_from_src_matrix(Intrinsics(fx, fy, cx, cy, w, h), tgt), (tgt.width, tgt.height)
 
@@ -84,11 +93,11 @@ class PromptBuilder:
         tiles, counts = [], []
         for cam in self.cameras:
             key = f"observation.images.{cam}"
-            if key not in images:
+            if key not in images or images[key] is None:
                 raise UserValueError(f"observation has no {key!r}; the policy was trained with cameras "
                                      f"{list(self.cameras)} (have: {sorted(k for k in images if k.startswith('observation.images.'))})")
             img = as_uint8_image(images[key], key)
-            pre, canvas = self._pre(cam, int(img.shape[1]), int(img.shape[0]))
+            pre, canvas = self._pre(cam, int(img.shape[1]), int(img.shape[0]), images.get("intrinsics." + key))
             pv = self.proc.pixel_values(img, pre, canvas)
             tiles.append(pv)
             counts.append(int(pv.shape[0]))
