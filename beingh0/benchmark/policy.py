@@ -9,12 +9,10 @@ adds). :func:`policy_latency` is the function the deploy runtimes extend (they a
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
-__all__ = ["policy_latency", "tiny_policy", "run"]
+__all__ = ["policy_latency", "run", "tiny_policy"]
 
 
 def tiny_policy(state_dim: int = 26, action_dim: int = 26, cameras=("cam_high",), chunk: int = 16, seed: int = 0):

@@ -12,4 +12,4 @@ from .model import BeingH0Policy, PolicySpec
 from .normalize import Normalizer, feature_stats
 from .prompt import PromptBuilder
 
-__all__ = ["PolicyConfig", "BeingH0Policy", "PolicySpec", "Normalizer", "feature_stats", "PromptBuilder"]
+__all__ = ["BeingH0Policy", "Normalizer", "PolicyConfig", "PolicySpec", "PromptBuilder", "feature_stats"]

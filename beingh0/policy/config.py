@@ -12,7 +12,7 @@ from ..core.config import validate_config
 from ..core.errors import UserValueError
 from .normalize import MODES
 
-__all__ = ["PolicyConfig", "FREEZE"]
+__all__ = ["FREEZE", "PolicyConfig"]
 
 FREEZE = ("none", "vision", "backbone")
 
@@ -67,7 +67,7 @@ class PolicyConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PolicyConfig":
+    def from_dict(cls, d: dict) -> PolicyConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

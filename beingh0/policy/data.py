@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,7 +21,10 @@ import torch
 from ..core.errors import UserValueError
 from .prompt import PromptBuilder
 
-__all__ = ["PolicyDataset", "PolicyCollator", "item_episodes", "split_episodes", "subset_episodes", "spec_from_robot"]
+if TYPE_CHECKING:
+    from .model import PolicySpec
+
+__all__ = ["PolicyCollator", "PolicyDataset", "item_episodes", "spec_from_robot", "split_episodes", "subset_episodes"]
 
 
 def item_episodes(source) -> np.ndarray:
@@ -119,7 +123,7 @@ class PolicyCollator:
         return out
 
 
-def spec_from_robot(source, ids: np.ndarray, config) -> "PolicySpec":
+def spec_from_robot(source, ids: np.ndarray, config) -> PolicySpec:
     """The policy spec of a ``RobotDataset``: names, cameras (short names), intrinsics of the cameras
     that record them in every episode (the constant ones, else the first episode's, with the image
     size), fps, and normalisation statistics from the rows ``ids`` (the training items only)."""
@@ -129,7 +133,7 @@ def spec_from_robot(source, ids: np.ndarray, config) -> "PolicySpec":
     cams, intr = [], {}
     n_eps = len(source.episode_starts()) - 1
     for key in meta.cameras:
-        cam = key[len("observation.images."):] if key.startswith("observation.images.") else key
+        cam = key.removeprefix("observation.images.")
         cams.append(cam)
         ks = [source.episode_intrinsics(k, key) for k in range(n_eps)]
         if ks and all(k is not None for k in ks):

@@ -14,7 +14,7 @@ import torch
 
 from ..core.errors import UserValueError
 
-__all__ = ["evaluate_open_loop", "baseline_index", "format_eval", "plot_trajectories"]
+__all__ = ["baseline_index", "evaluate_open_loop", "format_eval", "plot_trajectories"]
 
 
 def baseline_index(spec) -> np.ndarray | None:
@@ -74,7 +74,7 @@ def evaluate_open_loop(policy, dataset, *, stride: int = 1, max_items: int | Non
     if cnt == 0:
         raise UserValueError("no valid actions to evaluate (empty dataset)")
     l1 = err / cnt
-    out = {"items": int(len(ids)), "episodes": sorted(traj), "names": policy.spec.action_names or [f"a{i}" for i in range(A)],
+    out = {"items": len(ids), "episodes": sorted(traj), "names": policy.spec.action_names or [f"a{i}" for i in range(A)],
            "l1": l1.tolist(), "l1_mean": float(l1.mean()), "baseline": None, "baseline_mean": None, "trajectories": traj}
     if bidx is not None:
         b = berr / cnt
@@ -84,8 +84,9 @@ def evaluate_open_loop(policy, dataset, *, stride: int = 1, max_items: int | Non
 
 def format_eval(res: dict, title: str) -> str:
     """A per-dimension table (dataset units) of the policy next to the repeat-state baseline."""
-    lines = [f"{title}: open-loop L1 per action dimension, in the dataset's units ({res['items']} frames, "
-             f"episodes {res['episodes'][:6]}{' ...' if len(res['episodes']) > 6 else ''})",
+    head = (f"{title}: open-loop L1 per action dimension, in the dataset's units ({res['items']} frames, "
+            f"episodes {res['episodes'][:6]}{' ...' if len(res['episodes']) > 6 else ''})")
+    lines = [head,
              f"{'dimension':28s}{'policy':>12s}{'repeat state':>14s}"]
     b = res["baseline"] or [float("nan")] * len(res["l1"])
     for n, x, y in zip(res["names"], res["l1"], b):

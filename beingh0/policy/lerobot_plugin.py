@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import UserValueError
 
-__all__ = ["register", "LEROBOT_NAME"]
+__all__ = ["LEROBOT_NAME", "register"]
 
 LEROBOT_NAME = "beingh0"
 _REGISTERED: dict = {}
@@ -33,7 +33,9 @@ def _imports():
     try:
         from lerobot.policies.pretrained import PreTrainedPolicy
     except ImportError:
-        from lerobot.common.policies.pretrained import PreTrainedPolicy  # older releases
+        from lerobot.common.policies.pretrained import (
+            PreTrainedPolicy,  # older releases
+        )
     return PreTrainedConfig, PreTrainedPolicy
 
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from .config import PolicyConfig
 from .normalize import Normalizer, feature_stats
 from .prompt import PromptBuilder
 
-__all__ = ["BeingH0Policy", "PolicySpec", "POLICY_FILE", "WEIGHTS_FILE", "policy_l1"]
+__all__ = ["POLICY_FILE", "WEIGHTS_FILE", "BeingH0Policy", "PolicySpec", "policy_l1"]
 
 POLICY_FILE = "policy.json"
 WEIGHTS_FILE = "policy.safetensors"
@@ -63,7 +64,7 @@ class PolicySpec:
 
     @classmethod
     def from_tables(cls, states, actions, cameras, config: PolicyConfig, *, state_names=None, action_names=None,
-                    intrinsics=None, fps=None) -> "PolicySpec":
+                    intrinsics=None, fps=None) -> PolicySpec:
         """A spec whose normalisation statistics come from the training data's (N, S) and (N, A) tables."""
         s, a = np.asarray(states), np.asarray(actions)
         return cls(int(s.shape[1]), int(a.shape[1]), tuple(cameras), state_names, action_names,
@@ -77,7 +78,7 @@ class PolicySpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PolicySpec":
+    def from_dict(cls, d: dict) -> PolicySpec:
         d = dict(d)
         d["cameras"] = tuple(d.get("cameras", ()))
         return cls(**d)
@@ -132,7 +133,7 @@ class BeingH0Policy(nn.Module):
         self._queue: deque = deque()
 
     @classmethod
-    def from_vla(cls, vla, config: PolicyConfig, spec: PolicySpec, *, seed: int = 0) -> "BeingH0Policy":
+    def from_vla(cls, vla, config: PolicyConfig, spec: PolicySpec, *, seed: int = 0) -> BeingH0Policy:
         return cls(vla, config, spec, seed=seed)
 
     # ------------------------------------------------------------------------------ freezing
@@ -288,7 +289,7 @@ class BeingH0Policy(nn.Module):
         return root
 
     @classmethod
-    def from_pretrained(cls, path, *, device=None, **vla_kw) -> "BeingH0Policy":
+    def from_pretrained(cls, path, *, device=None, **vla_kw) -> BeingH0Policy:
         """Load a folder :meth:`save_pretrained` wrote; every missing or extra tensor is an error."""
         from safetensors.torch import load_file
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..core.errors import UserValueError
 
-__all__ = ["MODES", "EPS", "feature_stats", "Normalizer"]
+__all__ = ["EPS", "MODES", "Normalizer", "feature_stats"]
 
 MODES = ("mean_std", "min_max", "identity")
 #: Spreads below this count as constant (divided by 1).

@@ -16,7 +16,7 @@ folded into the same resample (as the pretraining data does), otherwise a plain 
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch

@@ -17,7 +17,7 @@ from ..train import TrainConfig
 from .config import PolicyConfig
 from .train import POSTTRAIN_TRAIN, PostTrainJob, posttrain_command
 
-__all__ = ["study_command", "format_study"]
+__all__ = ["format_study", "study_command"]
 
 INITS = ("pretrained", "scratch")
 
@@ -55,10 +55,11 @@ def _plot(rows, path):
     plt.close(fig)
 
 
-def study_command(out_dir, data=None, *, pretrained=None, fractions=(0.25, 0.5, 1.0), job: PostTrainJob = PostTrainJob(),
-                  policy_config: PolicyConfig = PolicyConfig(), train: TrainConfig | None = None, progress: bool = True) -> list[dict]:
+def study_command(out_dir, data=None, *, pretrained=None, fractions=(0.25, 0.5, 1.0), job: PostTrainJob | None = None,
+                  policy_config: PolicyConfig | None = None, train: TrainConfig | None = None, progress: bool = True) -> list[dict]:
     """Run the study into ``out_dir`` (one post-training run per (init, fraction), resumable); writes
     ``study.json``, ``study.md`` and ``study.png``. Returns the rows."""
+    job, policy_config = job or PostTrainJob(), policy_config or PolicyConfig()
     if pretrained is None:
         raise UserValueError("policy study needs --pretrained DIR (the pretrained VLA to compare with the un-pretrained backbone)")
     if not fractions or any(not 0 < f <= 1 for f in fractions):

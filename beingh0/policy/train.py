@@ -23,18 +23,24 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..core.config import validate_config
 from ..core.errors import UserFileError, UserValueError
 from ..train import TrainConfig, fit
 from .config import PolicyConfig
-from .data import PolicyCollator, PolicyDataset, item_episodes, spec_from_robot, split_episodes, subset_episodes
+from .data import (
+    PolicyCollator,
+    PolicyDataset,
+    item_episodes,
+    spec_from_robot,
+    split_episodes,
+    subset_episodes,
+)
 from .evaluate import evaluate_open_loop, format_eval, plot_trajectories
 from .model import BeingH0Policy
 
-__all__ = ["PostTrainJob", "POSTTRAIN_TRAIN", "posttrain_command", "resolve_pretrained", "train_policy"]
+__all__ = ["POSTTRAIN_TRAIN", "PostTrainJob", "posttrain_command", "resolve_pretrained", "train_policy"]
 
 #: Training defaults of the post-training job (a CPU-sized tiny run).
 POSTTRAIN_TRAIN = TrainConfig(steps=300, lr=1e-3, warmup_steps=20, min_lr_ratio=0.1, weight_decay=0.01, ckpt_every=100,
@@ -143,12 +149,13 @@ def train_policy(policy: BeingH0Policy, train_ds: PolicyDataset, val_ds: PolicyD
     return fit(policy, lambda m, b: m(b), loader, train, out, evaluate=evaluate, meta=meta)
 
 
-def posttrain_command(out_dir, data=None, *, pretrained=None, minutes: float | None = None, job: PostTrainJob = PostTrainJob(),
-                      policy_config: PolicyConfig = PolicyConfig(), train: TrainConfig | None = None, progress: bool = True,
+def posttrain_command(out_dir, data=None, *, pretrained=None, minutes: float | None = None, job: PostTrainJob | None = None,
+                      policy_config: PolicyConfig | None = None, train: TrainConfig | None = None, progress: bool = True,
                       report: bool = True) -> dict:
     """``beingh0 posttrain`` (see the module docstring). Returns the report (also ``OUT/report.json``)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
+    job, policy_config = job or PostTrainJob(), policy_config or PolicyConfig()
     train = train or replace(POSTTRAIN_TRAIN, progress=progress)
     if minutes is not None:
         if not (isinstance(minutes, (int, float)) and minutes > 0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from beingh0.core.errors import UserError, UserFileError, UserValueError
+from beingh0.core.errors import UserFileError, UserValueError
 from beingh0.policy.config import PolicyConfig
 from beingh0.policy.data import PolicyCollator, PolicyDataset, split_episodes
 from beingh0.policy.model import BeingH0Policy
