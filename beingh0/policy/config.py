@@ -39,6 +39,11 @@ class PolicyConfig:
     """Normalisation of observation.state (LeRobot's NormalizationMode; statistics from the training data)."""
     action_norm: str = field(default="mean_std", metadata={"choices": MODES})
     """Normalisation of the action targets (the L1 loss is taken in normalised units)."""
+    action_mode: str = field(default="auto", metadata={"choices": ("auto", "absolute", "delta")})
+    """delta: the network predicts actions minus the current state (per matching dimension; normalised
+    with statistics of those differences) and the state is added back at inference -- openpi's delta
+    actions for joint-space targets; absolute: the actions themselves; auto: delta when every action
+    dimension has a state dimension (by name, or equal dimensions without names), else absolute."""
     max_tiles: int = field(default=1, metadata={"ge": 1, "le": 12})
     """Image tiles per camera (InternVL dynamic tiling; 1 = one resized tile, the fastest control loop)."""
     thumbnail: bool = False

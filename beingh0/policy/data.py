@@ -141,7 +141,8 @@ def spec_from_robot(source, ids: np.ndarray, config) -> PolicySpec:
             w, h = meta.image_sizes[key]
             intr[cam] = [float(x) for x in np.asarray(k4).reshape(-1)[:4]] + [int(w), int(h)]
     st, ac = source.state_table(), source.action_table()
+    eps = item_episodes(source)
     if len(st) == len(source):
-        st, ac = st[ids], ac[ids]
+        st, ac, eps = st[ids], ac[ids], eps[ids]
     return PolicySpec.from_tables(st, ac, cams, config, state_names=list(meta.state_names),
-                                  action_names=list(meta.action_names), intrinsics=intr, fps=float(meta.fps))
+                                  action_names=list(meta.action_names), intrinsics=intr, fps=float(meta.fps), episodes=eps)

@@ -60,17 +60,24 @@ class PolicySpec:
     """``{cam: [fx, fy, cx, cy, width, height]}`` for cameras with known intrinsics."""
     fps: float | None = None
     norm: dict = field(default_factory=dict)
-    """``{"observation.state": {"mode", "stats", "dim"}, "action": {...}}`` (:class:`.normalize.Normalizer`)."""
+    """``{"observation.state": {"mode", "stats", "dim"}, "action": {...}}`` (:class:`.normalize.Normalizer`);
+    with ``delta_index`` the action statistics are those of action - state."""
+    delta_index: list | None = None
+    """Delta actions: for each action dimension the state dimension subtracted (None: absolute actions)."""
 
     @classmethod
     def from_tables(cls, states, actions, cameras, config: PolicyConfig, *, state_names=None, action_names=None,
-                    intrinsics=None, fps=None) -> PolicySpec:
-        """A spec whose normalisation statistics come from the training data's (N, S) and (N, A) tables."""
-        s, a = np.asarray(states), np.asarray(actions)
+                    intrinsics=None, fps=None, episodes=None) -> PolicySpec:
+        """A spec whose normalisation statistics come from the training data's (N, S) and (N, A) tables
+        (rows in frame order; ``episodes``: the episode of each row, for delta statistics over the chunk)."""
+        s, a = np.asarray(states, np.float64), np.asarray(actions, np.float64)
+        idx = delta_index(config.action_mode, s.shape[1], a.shape[1], state_names, action_names)
+        a_stats = feature_stats(a if idx is None else delta_table(s, a, idx, episodes, config.chunk))
         return cls(int(s.shape[1]), int(a.shape[1]), tuple(cameras), state_names, action_names,
                    {k: list(v) for k, v in (intrinsics or {}).items() if v is not None}, fps,
                    {STATE: {"mode": config.state_norm, "stats": feature_stats(s), "dim": int(s.shape[1])},
-                    ACTION: {"mode": config.action_norm, "stats": feature_stats(a), "dim": int(a.shape[1])}})
+                    ACTION: {"mode": config.action_norm, "stats": a_stats, "dim": int(a.shape[1])}},
+                   None if idx is None else [int(i) for i in idx])
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -82,6 +89,33 @@ class PolicySpec:
         d = dict(d)
         d["cameras"] = tuple(d.get("cameras", ()))
         return cls(**d)
+
+
+def delta_index(mode: str, state_dim: int, action_dim: int, state_names=None, action_names=None) -> np.ndarray | None:
+    """The state dimension of each action dimension for delta actions, or None (absolute actions)."""
+    idx = None
+    if state_names and action_names:
+        pos = {n: i for i, n in enumerate(state_names)}
+        if all(n in pos for n in action_names):
+            idx = np.asarray([pos[n] for n in action_names])
+    elif state_dim == action_dim:
+        idx = np.arange(action_dim)
+    if mode == "delta" and idx is None:
+        raise UserValueError("action_mode delta needs a state dimension for every action dimension (same names, or equal "
+                             f"dimensions without names); got state {state_dim}, action {action_dim}: use absolute")
+    return None if mode == "absolute" else idx
+
+
+def delta_table(states: np.ndarray, actions: np.ndarray, idx, episodes=None, chunk: int = 1) -> np.ndarray:
+    """Rows ``action[t + k] - state[t][idx]`` for k in 0..chunk-1 within each episode (the chunk's targets)."""
+    ep = np.zeros(len(states), np.int64) if episodes is None else np.asarray(episodes)
+    t = np.arange(len(states))
+    ends = np.empty_like(t)
+    cut = np.flatnonzero(np.diff(ep)) + 1
+    for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [len(t)]])):
+        ends[a:b] = b - 1
+    rows = [actions[np.minimum(t + k, ends)] - states[:, idx] for k in range(max(1, chunk))]
+    return np.concatenate(rows)
 
 
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
@@ -127,6 +161,9 @@ class BeingH0Policy(nn.Module):
             if self.normalizer.features.get(k, {}).get("dim") != d:
                 raise UserValueError(f"the spec's {k} normalisation has {self.normalizer.features.get(k, {}).get('dim')} "
                                      f"dimensions but the policy {d}")
+        di = torch.as_tensor(spec.delta_index if spec.delta_index is not None else [], dtype=torch.long)
+        self.register_buffer("delta_index", di, persistent=False)
+        self.delta = spec.delta_index is not None
         self.builder = PromptBuilder(vla.processor(), spec.cameras, spec.intrinsics, config.num_queries, config.align)
         self.image_token_id = int(vla.config.image_token_id)
         self.apply_freeze()
@@ -185,14 +222,22 @@ class BeingH0Policy(nn.Module):
                      state: torch.Tensor) -> torch.Tensor:
         """Tensor-only policy forward for export: tiles + ids + mask + raw state -> (B, chunk, A) actions in
         the dataset's units (normalisation and its inverse inside)."""
-        state_n = self.normalizer.normalize(STATE, state.float())
-        return self.normalizer.unnormalize(ACTION, self.forward_normalized(pixel_values, input_ids, attention_mask, state_n).float())
+        state = state.float()
+        state_n = self.normalizer.normalize(STATE, state)
+        out = self.normalizer.unnormalize(ACTION, self.forward_normalized(pixel_values, input_ids, attention_mask, state_n).float())
+        if self.delta:  # fixed per policy (not data-dependent): delta actions get the state back
+            out = out + state.index_select(-1, self.delta_index).unsqueeze(1)
+        return out
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict]:
         """Training: ``(loss, metrics)`` for a collated batch (:class:`.data.PolicyDataset`): L1 between the
         prediction and the **normalised** recorded actions, masked by ``action_is_pad``."""
-        state_n = self.normalizer.normalize(STATE, batch[STATE].float())
-        target = self.normalizer.normalize(ACTION, batch[ACTION].float())
+        state = batch[STATE].float()
+        state_n = self.normalizer.normalize(STATE, state)
+        action = batch[ACTION].float()
+        if self.delta:
+            action = action - state.index_select(-1, self.delta_index).unsqueeze(1)
+        target = self.normalizer.normalize(ACTION, action)
         pred = self.forward_normalized(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], state_n)
         loss, n = policy_l1(pred.float(), target, batch.get("action_is_pad"))
         return loss, {"targets": float(n), "tokens": float(batch["attention_mask"].sum())}

@@ -53,7 +53,8 @@ def test_normalisation_is_applied_in_training_and_inverted_at_inference(fake):
     """With a zero head the network outputs 0 in normalised units: serving must return the action mean
     (not 0), and training on actions equal to the mean must have zero loss (not |mean|). The state the
     proprio MLP sees must be the same normalised value in both paths."""
-    pol = make_policy(fake)
+    pol = make_policy(fake, action_mode="absolute")
+    assert pol.spec.delta_index is None
     torch.nn.init.zeros_(pol.head[2].weight)
     torch.nn.init.zeros_(pol.head[2].bias)
     mean_a = torch.tensor(pol.spec.norm["action"]["stats"]["mean"], dtype=torch.float32)
@@ -74,6 +75,33 @@ def test_normalisation_is_applied_in_training_and_inverted_at_inference(fake):
     np.testing.assert_allclose(seen[0][0].numpy(), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_delta_actions_add_the_state_back_and_train_on_the_difference(fake):
+    """action_mode delta: statistics of action[t+k] - state[t] (float64 reference), a zero head serves
+    state + mean difference, and training on exactly that has zero loss."""
+    from beingh0.policy.model import delta_table
+
+    pol = make_policy(fake, action_mode="delta")
+    assert pol.spec.delta_index == [0, 1, 2, 3]
+    eps = np.repeat(np.arange(3), 10)
+    d = delta_table(fake.state_table(), fake.action_table(), np.arange(4), eps, 4)
+    ref = [fake.actions[e][min(t + k, 9)] - fake.states[e][t] for k in range(4) for e in range(3) for t in range(10)]
+    np.testing.assert_allclose(np.sort(d, 0), np.sort(np.asarray(ref, np.float64), 0), rtol=1e-6)
+    # the test spec was built without episodes: rebuild it the way posttrain does
+    torch.nn.init.zeros_(pol.head[2].weight)
+    torch.nn.init.zeros_(pol.head[2].bias)
+    mean_d = torch.tensor(pol.spec.norm["action"]["stats"]["mean"], dtype=torch.float32)
+    it = fake[7]
+    st = torch.as_tensor(it["observation.state"])
+    torch.testing.assert_close(pol.predict_action_chunk(_obs(it)), (st + mean_d).expand(4, -1), rtol=0, atol=1e-4)
+    batch = PolicyCollator(pol.builder)([PolicyDataset(fake, pol.builder, [7])[0]])
+    batch["action"] = (st + mean_d).expand(1, 4, -1).clone()
+    assert float(pol(batch)[0].detach()) < 1e-5
+    with pytest.raises(UserValueError, match="delta"):
+        from beingh0.policy.model import delta_index
+
+        delta_index("delta", 4, 3)
+
+
 # ---------------------------------------------------------------------------- one prompt
 def test_training_and_serving_build_identical_inputs_and_predictions(fake, policy):
     ds = PolicyDataset(fake, policy.builder)
@@ -88,9 +116,8 @@ def test_training_and_serving_build_identical_inputs_and_predictions(fake, polic
         assert (ids == policy.image_token_id).sum() == 16  # one 64 px tile of the tiny VLA
         policy.eval()
         with torch.no_grad():
-            state_n = policy.normalizer.normalize("observation.state", train["observation.state"])
-            a = policy.normalizer.unnormalize("action", policy.forward_normalized(
-                train["pixel_values"], train["input_ids"], train["attention_mask"], state_n))
+            a = policy.forward_core(train["pixel_values"], train["input_ids"], train["attention_mask"],
+                                    train["observation.state"])
         torch.testing.assert_close(a[0], policy.predict_action_chunk(_obs(fake[i])))
 
 
