@@ -231,3 +231,29 @@ def test_split_episodes_holds_out_the_last_episodes():
     assert te == [0, 1, 2] and ve == [3] and set(ep[va]) == {3} and len(tr) == 15
     tr, va, te, ve = split_episodes(np.zeros(5, np.int64), 0.25)
     assert ve == [] and len(va) == 0 and len(tr) == 5  # one episode: nothing to hold out
+
+
+def test_known_intrinsics_fold_the_alignment_into_the_tiling(fake, policy):
+    """A camera with intrinsics is warped to Being-H0's virtual camera (one warp_align pass, as in
+    pretraining); without, a plain resize; the observation's own intrinsics win over the spec's."""
+    from beingh0.align.camera import OFFICIAL_TARGET, Intrinsics
+    from beingh0.align.geometry import frame_from_src_matrix
+    from beingh0.policy.prompt import PromptBuilder
+
+    img = fake[0]["observation.images.front"]
+    proc = policy.builder.proc
+    k = (40.0, 40.0, 16.0, 12.0)
+    b = PromptBuilder(proc, ["front"], {"front": (*k, 32, 24)}, num_queries=4)
+    tgt = OFFICIAL_TARGET.frame
+    ref = proc.pixel_values(img, frame_from_src_matrix(Intrinsics(*k, 32, 24), tgt), (tgt.width, tgt.height))
+    pv, _ = b.pixel_values({"observation.images.front": img})
+    torch.testing.assert_close(pv, ref)
+    plain, _ = policy.builder.pixel_values({"observation.images.front": img})
+    torch.testing.assert_close(plain, proc.pixel_values(img))
+    assert not torch.allclose(pv, plain)
+    k2 = (20.0, 20.0, 16.0, 12.0)
+    own, _ = b.pixel_values({"observation.images.front": img, "intrinsics.observation.images.front": np.array(k2)})
+    torch.testing.assert_close(own, proc.pixel_values(img, frame_from_src_matrix(Intrinsics(*k2, 32, 24), tgt),
+                                                      (tgt.width, tgt.height)))
+    with pytest.raises(UserValueError, match="intrinsics are for 32x24"):
+        b.pixel_values({"observation.images.front": np.zeros((48, 64, 3), np.uint8)})
