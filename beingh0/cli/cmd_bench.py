@@ -57,6 +57,8 @@ def _bench_generate(a):
 
     run_generate_bench(device=a.device, config=a.config, seconds=a.seconds, hands=a.hands, batch=a.batch,
                        repeats=a.repeats, json_path=a.json, threads=a.threads, baseline=not a.no_baseline)
+
+
 def _bench_policy(a):
     from ..benchmark.policy import run
 
