@@ -58,15 +58,25 @@ def motion_errors(pred: dict, gt: dict, side: str = "right", mask=None) -> dict:
     ``pred`` takes ``gt``'s betas when it has none (the shape is not what is generated)."""
     if "betas" not in pred and "betas" in gt:
         pred = {**pred, "betas": gt["betas"]}
-    kp_p, kp_g = hand_keypoints(pred, side), hand_keypoints(gt, side)
-    if kp_p.shape != kp_g.shape:
-        raise UserValueError(f"prediction and ground truth differ in shape: {tuple(kp_p.shape)} vs {tuple(kp_g.shape)}")
-    tr_p, tr_g = _t(pred["trans"]), _t(gt["trans"])
-    m = torch.ones(kp_p.shape[:-2], dtype=torch.bool) if mask is None else torch.as_tensor(np.asarray(mask)).bool()
-    kp_p, kp_g, tr_p, tr_g = kp_p[m], kp_g[m], tr_p[m], tr_g[m]
-    n = kp_p.shape[0]
+    lead = _t(gt["trans"]).shape[:-1]
+    if _t(pred["trans"]).shape[:-1] != lead:
+        raise UserValueError(f"prediction and ground truth differ in shape: {tuple(_t(pred['trans']).shape)} vs "
+                             f"{tuple(_t(gt['trans']).shape)}")
+    m = torch.ones(lead, dtype=torch.bool) if mask is None else torch.as_tensor(np.asarray(mask)).bool()
+
+    def masked(p):  # only the frames that count reach the hand model (others may be NaN: invalid blocks)
+        out = {k: _t(p[k])[m] for k in ("global_orient", "hand_pose", "trans")}
+        if p.get("betas") is not None:
+            b = _t(p["betas"])
+            out["betas"] = b[m] if b.dim() == len(lead) + 1 else b[..., None, :].expand(*lead, 10)[m]
+        return out
+
+    pred, gt = masked(pred), masked(gt)
+    n = gt["trans"].shape[0]
     if n == 0:
         return {"mpjpe": float("nan"), "mwte": float("nan"), "pa_mpjpe": float("nan"), "frames": 0}
+    kp_p, kp_g = hand_keypoints(pred, side), hand_keypoints(gt, side)
+    tr_p, tr_g = pred["trans"], gt["trans"]
     return {"mpjpe": 1000 * float((kp_p - kp_g).norm(dim=-1).mean()),
             "mwte": 1000 * float((tr_p - tr_g).norm(dim=-1).mean()),
             "pa_mpjpe": 1000 * float((procrustes_align(kp_p, kp_g) - kp_g).norm(dim=-1).mean()),

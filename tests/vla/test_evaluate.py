@@ -49,7 +49,7 @@ def test_end_to_end(setup, tmp_path):
     vla, tok, root = setup
     torch.manual_seed(0)
     ret = RetrievalModel(RetrievalConfig(width=32, layers=1, heads=2, embed_dim=8)).eval()
-    cfg = EvalConfig(samples=3, batch_size=3, examples=1)
+    cfg = EvalConfig(samples=3, batch_size=3, examples=1, num_threads=1)
     rec = evaluate(vla, tok, [root / "val"], cfg, retrieval=ret, train_folders=[root / "train"], progress=False)
     vis = rec["tasks"]["visual"]
     assert set(vis) == {"block", "free", "soft"}
