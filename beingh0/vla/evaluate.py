@@ -400,7 +400,7 @@ def _evaluate(vla, tok, folders, cfg, retrieval, train_folders, progress) -> dic
             res_task[mode] = rows
             for k, r in enumerate(per):
                 record["samples"][task][k][mode] = r
-            if task != "translation" and cfg.examples:
+            if task != "translation" and cfg.examples and mode == modes[0]:
                 examples.setdefault(task, [])
                 for k in range(min(cfg.examples, len(idx))):
                     o = outs[k]
