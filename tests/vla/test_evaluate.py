@@ -92,3 +92,15 @@ def test_bad_inputs(setup, tmp_path, capsys):
     assert main(["eval", "train-retrieval", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(e.startswith("beingh0: error: ") for e in err)
+
+
+def test_soft_context_placement(setup):
+    from beingh0.vla.evaluate import EvalConfig, evaluate
+
+    vla, tok, root = setup
+    cfg = EvalConfig(modes=("soft",), tasks=("visual",), samples=2, min_seconds=1, max_seconds=2,
+                     soft_placement="context", examples=0, num_threads=1)
+    rec = evaluate(vla, tok, [root / "val"], cfg, progress=False)
+    a = rec["tasks"]["visual"]["soft"]["all"]
+    assert a["valid_rate"] == 100.0 and np.isfinite(a["mpjpe"]) and a["frames"] > 0
+    assert "m2t_r3" not in a  # no retrieval model: no R@3 / FID
