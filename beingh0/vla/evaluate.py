@@ -216,8 +216,8 @@ def _gt_hands(ds, i: int, start_sec: int, stop_sec: int, side: str) -> dict:
     return out
 
 
-def _errors(pred: dict, gt: dict) -> tuple[list, dict]:
-    """Per hand errors pooled into frame-weighted sums."""
+def _errors(pred: dict, gt: dict) -> dict:
+    """Errors (mm) of one sample, pooled over its hands' counted frames."""
     sums = {"mpjpe": 0.0, "mwte": 0.0, "pa_mpjpe": 0.0, "frames": 0}
     for h, g in gt.items():
         p = pred.get(h)
@@ -232,14 +232,15 @@ def _errors(pred: dict, gt: dict) -> tuple[list, dict]:
             for k in ("mpjpe", "mwte", "pa_mpjpe"):
                 sums[k] += e[k] * e["frames"]
             sums["frames"] += e["frames"]
-    return sums
+    n = sums["frames"]
+    return {k: (v / n if n else float("nan")) if k != "frames" else v for k, v in sums.items()}
 
 
 def _pool(recs: list[dict]) -> dict:
     n = sum(r["frames"] for r in recs)
     out = {"samples": len(recs), "frames": n}
     for k in ("mpjpe", "mwte", "pa_mpjpe"):
-        out[k] = sum(r[k] for r in recs) / n if n else float("nan")
+        out[k] = sum(r[k] * r["frames"] for r in recs if r["frames"]) / n if n else float("nan")
     return out
 
 
