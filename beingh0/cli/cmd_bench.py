@@ -1,4 +1,4 @@
-"""``beingh0 bench {mano,grq,warp,ce,data,pretrain}``: kernels, the loader and a training step against their anchors (beingh0.benchmark)."""
+"""``beingh0 bench {mano,grq,warp,ce,data,pretrain,generate}``: kernels, the loader and a training step against their anchors (beingh0.benchmark)."""
 from __future__ import annotations
 
 from .common import parse_size, user_path
@@ -50,6 +50,13 @@ def _bench_pretrain(a):
     run_pretrain_bench(device=a.device, config=a.config, batch=a.batch, seq_len=a.seq_len, precision=a.precision,
                        repeats=a.repeats, json_path=a.json, threads=a.threads, baseline=not a.no_baseline,
                        gradient_checkpointing=a.gradient_checkpointing)
+
+
+def _bench_generate(a):
+    from ..benchmark.generate import run_generate_bench
+
+    run_generate_bench(device=a.device, config=a.config, seconds=a.seconds, hands=a.hands, batch=a.batch,
+                       repeats=a.repeats, json_path=a.json, threads=a.threads, baseline=not a.no_baseline)
 
 
 def register(sub) -> None:
@@ -152,3 +159,15 @@ def register(sub) -> None:
     s.add_argument("--repeats", type=int, default=None, help="timed steps (default: adaptive)")
     s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
     s.set_defaults(fn=_bench_pretrain)
+
+    s = bench.add_parser("generate", help="VLA motion decoding: motion tokens/s with and without the KV cache, time to first block")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
+    s.add_argument("--config", choices=["tiny", "1b", "8b", "14b"], default="tiny", help="preset, random init (default: tiny)")
+    s.add_argument("--seconds", type=int, default=1, help="seconds of motion per sample (default: 1)")
+    s.add_argument("--hands", choices=["both", "left", "right"], default="right", help="(default: right)")
+    s.add_argument("--batch", type=int, default=1, help="prompts per batch (default: 1)")
+    s.add_argument("--no-baseline", action="store_true", help="skip the no-KV-cache baseline")
+    s.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    s.add_argument("--repeats", type=int, default=None, help="timed generations (default: adaptive)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_generate)

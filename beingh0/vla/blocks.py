@@ -29,8 +29,8 @@ ids were made with: ``beingh0.data.tokenize``). The chaining rule that makes the
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
 
@@ -38,11 +38,12 @@ from ..core.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..motion import FPS, CanonicalFrame, decanonicalize, decode_features, from_right_hand, to_right_hand
 from .vocab import MotionVocab
 
-__all__ = ["BlockParse", "parse_blocks", "decode_hands", "chain_windows", "DEFAULT_START", "CHAIN_RULES"]
+__all__ = ["CHAIN_RULES", "DEFAULT_START", "BlockParse", "chain_windows", "decode_hands", "parse_blocks"]
 
-#: Start pose used when none is known: wrist 0.5 m in front of the camera on the optical axis,
-#: with the identity wrist rotation.
-DEFAULT_START = {"global_orient": (0.0, 0.0, 0.0), "trans": (0.0, 0.0, 0.5)}
+#: Start pose per hand used when none is known: wrist 0.5 m in front of the camera, 10 cm left or
+#: right of the optical axis and 5 cm below it, identity wrist rotation.
+DEFAULT_START = {"left": {"global_orient": (0.0, 0.0, 0.0), "trans": (-0.1, 0.05, 0.5)},
+                 "right": {"global_orient": (0.0, 0.0, 0.0), "trans": (0.1, 0.05, 0.5)}}
 CHAIN_RULES = ("extrapolate", "hold")
 
 
@@ -204,7 +205,7 @@ def decode_hands(blocks: torch.Tensor, slots: Sequence[tuple[int, str]], motion_
             for k, j in enumerate(good):
                 p = decode_features(feats[k], spec)
                 windows[j] = {key: p[key] for key in ("global_orient", "hand_pose", "trans")}
-        s0 = (start or {}).get(hand, DEFAULT_START)
+        s0 = (start or {}).get(hand, DEFAULT_START[hand])
         s_r = to_right_hand({"global_orient": torch.as_tensor(s0["global_orient"], dtype=torch.float64).reshape(1, 3),
                              "trans": torch.as_tensor(s0["trans"], dtype=torch.float64).reshape(1, 3)}, hand)
         start_frame = _frame_of(s_r["global_orient"][0], s_r["trans"][0])

@@ -32,8 +32,9 @@ sampling (temperature, top-p via transformers' warpers) from a ``torch.Generator
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -43,10 +44,25 @@ from ..data.instructions import MotionRef, motion_blocks, parse_placeholders
 from .blocks import BlockParse, decode_hands, parse_blocks
 from .logits import BlockFormatLogitsProcessor
 from .processor import IGNORE_INDEX, VLAProcessor, without_image
-from .template import IM_END, chat_prompt
+from .template import IM_END
 
-__all__ = ["MODES", "HANDS", "GenerationConfig", "GenerationPrompt", "SampleOutput", "GenerationResult", "generate",
-           "make_prompt", "prompt_from_sample", "prompt_from_dataset", "block_slots", "requantize_average"]
+__all__ = [
+    "HANDS",
+    "MODES",
+    "GenerationConfig",
+    "GenerationPrompt",
+    "GenerationResult",
+    "SampleOutput",
+    "block_slots",
+    "end_token_id",
+    "generate",
+    "left_pad",
+    "make_prompt",
+    "pad_token_id",
+    "prompt_from_dataset",
+    "prompt_from_sample",
+    "requantize_average",
+]
 
 MODES = ("free", "block", "soft")
 HANDS = ("left", "right", "both")
@@ -179,7 +195,10 @@ class GenerationResult:
 
 
 # ------------------------------------------------------------------------------------- prompts
-def _im_end(vla) -> int:
+def end_token_id(vla) -> int:
+    """The token that ends an answer: ``<|im_end|>`` (the config's eos for a tokenizer-less model)."""
+    if vla.tokenizer is None:  # a tokenizer-less speed-run model: the config's end token (<|im_end|> in InternVL3)
+        return int(vla.config.text_config.eos_token_id)
     i = vla.tokenizer.convert_tokens_to_ids(IM_END)
     if i is None or i == vla.tokenizer.unk_token_id:
         raise UserValueError(f"the tokenizer has no {IM_END}; use the checkpoint's own tokenizer")
@@ -190,12 +209,15 @@ def make_prompt(vla_or_processor, instruction: str, *, image=None, seconds: int 
                 pre=None, canvas_wh=None, template: int = 0, start: dict | None = None) -> GenerationPrompt:
     """A generation prompt from an instruction (``generation`` template ``template`` of
     :mod:`beingh0.data.instructions`, with the duration and hands filled in) and an optional image
-    (uint8 (H, W, 3)). An instruction that already holds ``{duration}``/``{hand}`` is not wrapped."""
+    (uint8 (H, W, 3)); ``pre``/``canvas_wh``: the alignment folded into the tiling (as the pretraining
+    data's images: :meth:`beingh0.vla.data.PretrainDataset.image`); ``start``: see :class:`GenerationPrompt`."""
     from ..data.instructions import TEMPLATES, duration_words, hand_words
 
     proc = vla_or_processor if isinstance(vla_or_processor, VLAProcessor) else vla_or_processor.processor()
     if not isinstance(instruction, str) or not instruction.strip():
         raise UserValueError("the instruction is empty; pass the task in words, e.g. \"pick up the cup\"")
+    if not 0 <= template < len(TEMPLATES["generation"]):
+        raise UserValueError(f"template must be in [0, {len(TEMPLATES['generation'])}), got {template}")
     text = instruction.strip().rstrip(".")
     tmpl = TEMPLATES["generation"][template]
     prompt = tmpl.format(instruction=text[:1].lower() + text[1:], duration=duration_words(seconds), hand=hand_words(hands))
@@ -290,7 +312,16 @@ def requantize_average(motion_tokenizer, predicted: torch.Tensor, target: torch.
 
 
 # ------------------------------------------------------------------------------------- loop
-def _left_pad(prompts: Sequence[GenerationPrompt], pad: int):
+def pad_token_id(vla) -> int:
+    """Padding id: the processor's (tokenizer's pad, else ``<|im_end|>``), or the config's for a tokenizer-less model."""
+    if vla.tokenizer is not None:
+        return int(vla.processor().pad_token_id)
+    pad = vla.config.text_config.pad_token_id
+    return end_token_id(vla) if pad is None else int(pad)
+
+
+def left_pad(prompts: Sequence[GenerationPrompt], pad: int):
+    """Left-padded (input_ids (B, L), attention_mask (B, L), pixel_values of all prompts or None)."""
     L = max(int(p.input_ids.numel()) for p in prompts)
     B = len(prompts)
     ids = torch.full((B, L), pad, dtype=torch.long)
@@ -302,9 +333,9 @@ def _left_pad(prompts: Sequence[GenerationPrompt], pad: int):
     return ids, mask, (torch.cat(pix) if pix else None)
 
 
-def _forward(model, ids, mask, pixel_values, cache, past: int):
-    """Logits (B, V) of the last position; feeds ``ids[:, past:]`` when a cache holds ``past`` tokens."""
-    pos = (mask.cumsum(-1) - 1).clamp_min(0)
+def _forward(model, ids, mask, pos, pixel_values, cache, past: int):
+    """Logits (B, V) of the last position; feeds ``ids[:, past:]`` when a cache holds ``past`` tokens.
+    ``pos``: position ids of ``ids`` (precomputed once per generation: no per-step work over the sequence)."""
     kw: dict[str, Any] = {"attention_mask": mask, "position_ids": pos[:, past:], "logits_to_keep": 1}
     if pixel_values is not None and past == 0:
         kw["pixel_values"] = pixel_values
@@ -352,8 +383,8 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
         raise TypeError(f"config must be a GenerationConfig, got {type(config).__name__}")
     vocab, model = vla.vocab, vla.model
     model.eval()
-    eos = _im_end(vla)
-    pad = vla.processor().pad_token_id
+    eos = end_token_id(vla)
+    pad = pad_token_id(vla)
     tb, L_blk = vocab.layout.tokens_per_block, vocab.block_len
     slots = [p.slots if p.slots is not None else block_slots(config.seconds, config.hands) for p in prompts]
     nb = torch.tensor([len(s) for s in slots])
@@ -376,7 +407,7 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
     procs += list(logits_processors or []) + _sampling(config)
 
     device = next(model.parameters()).device
-    ids, mask, pix = _left_pad(prompts, pad)
+    ids, mask, pix = left_pad(prompts, pad)
     B, P = ids.shape
     seq = torch.full((B, P + max_new), pad, dtype=torch.long, device=device)
     att = torch.zeros((B, P + max_new), dtype=torch.long, device=device)
@@ -393,7 +424,12 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
 
         cache = DynamicCache()
     t0 = time.perf_counter()
-    logits = _forward(model, seq[:, :P], att[:, :P], pix, cache, 0)
+    # position ids follow the attention mask (left padding), as model.generate does; answer tokens are all real
+    pos_all = torch.cat([(att[:, :P].cumsum(-1) - 1).clamp_min(0),
+                         att[:, :P].sum(-1, keepdim=True) + torch.arange(max_new, device=device)], 1)
+    logits = _forward(model, seq[:, :P], att[:, :P], pos_all[:, :P], pix, cache, 0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     prefill = time.perf_counter() - t0
     first_block = None
     cur, steps = P, 0
@@ -413,6 +449,8 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
         steps += 1
         finished |= nxt == eos
         if first_block is None and step + 1 >= L_blk and config.mode != "free":
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             first_block = time.perf_counter() - t0
         if progress is not None:
             progress(step + 1, max_new)
@@ -430,8 +468,10 @@ def generate(vla, prompts: GenerationPrompt | Sequence[GenerationPrompt], config
             past = cur - tb
             if cache is not None and cache.get_seq_length() > past:
                 cache.crop(past - cache.get_seq_length())  # negative: tokens to drop (transformers >= 5)
-        logits = _forward(model, seq[:, :cur], att[:, :cur], None if cache is not None else pix, cache,
+        logits = _forward(model, seq[:, :cur], att[:, :cur], pos_all[:, :cur], None if cache is not None else pix, cache,
                           past if cache is not None else 0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     total = time.perf_counter() - t0
     samples = []
     for b, p in enumerate(prompts):

@@ -23,7 +23,7 @@ all rows; ``num_blocks`` may differ per row (a row past its blocks may only end)
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import LogitsProcessor
