@@ -74,3 +74,17 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "r" / R.WEIGHTS).write_bytes(b"")
     with pytest.raises(UserValueError, match="not valid JSON"):
         R.load_retrieval(tmp_path / "r")
+
+
+def test_resume_continues_exactly(data, tmp_path):
+    from dataclasses import replace
+
+    cfg = R.RetrievalConfig(width=16, layers=1, heads=2, embed_dim=8, max_seconds=2)
+    tr = R.RetrievalTrain(steps=6, batch_size=16, progress=False, num_threads=1, device="cpu", ckpt_every=3)
+    R.train_retrieval([data / "train"], tmp_path / "a", None, cfg, tr, verbose=False)
+    cut = R.train_retrieval([data / "train"], tmp_path / "b", None, cfg, replace(tr, max_seconds=1e-3), verbose=False)
+    assert cut["stopped"] == "time" and cut["steps"] < 6                                       # interrupted early
+    rep = R.train_retrieval([data / "train"], tmp_path / "b", None, cfg, tr, verbose=False)   # the same call again
+    assert rep["steps"] == 6
+    a, b = R.load_retrieval(tmp_path / "a").state_dict(), R.load_retrieval(tmp_path / "b").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
