@@ -19,8 +19,10 @@ def _verbs(parser, prefix=()):
     for a in parser._actions:
         if isinstance(a, argparse._SubParsersAction):
             for name, p in a.choices.items():
-                yield from _verbs(p, prefix + (name,)) if any(isinstance(b, argparse._SubParsersAction) for b in p._actions) \
-                    else [prefix + (name,)]
+                subs = [b for b in p._actions if isinstance(b, argparse._SubParsersAction)]
+                if subs and not all(b.required for b in subs):  # a verb of its own with optional sub-verbs
+                    yield prefix + (name,)
+                yield from _verbs(p, prefix + (name,)) if subs else [prefix + (name,)]
 
 
 def test_one_module_per_group():
