@@ -1,16 +1,18 @@
-"""``beingh0 demo``: the README's main job (one command per job: no second copy under ``tokenizer``)."""
+"""``beingh0 demo``: the README's main job, every stage end to end (beingh0.app.demo; each stage has its own command)."""
 from __future__ import annotations
 
 from .common import data_dir_arg, default_data_dir, user_path
 
-HELP = "main job: synthesise UniHand motion, train the motion tokenizer within a time budget, print the mm table"
+HELP = ("main job: synthetic hand data -> motion tokenizer -> pretrained VLA -> generation and evaluation -> "
+        "post-trained policy -> ONNX export -> policy server and control loop; HTML report")
 
 
 def _demo(a):
-    from ..train.tokenizer import quickstart
+    from ..app.demo import run_demo
 
-    quickstart(a.out, minutes_budget=a.minutes, seed=a.seed, data_dir=a.data_dir or default_data_dir(),
-               episodes=a.episodes)
+    run_demo(a.out, minutes=a.minutes, scale=a.scale, init=a.init, seed=a.seed, data_dir=a.data_dir or default_data_dir(),
+             episodes=a.episodes, eval_samples=a.eval_samples, control_steps=a.control_steps, stages=a.stages,
+             progress=not a.quiet)
 
 
 def _positive(text: str) -> float:
@@ -29,13 +31,28 @@ def _positive(text: str) -> float:
 def register(sub) -> None:
     s = sub.add_parser(
         "demo", help=HELP,
-        description="Synthesise motion-only UniHand episodes (embedded hand), train the small part-level GRQ-VAE "
-                    "tokenizer on the CPU within --minutes, and print MPJPE / PA-MPJPE / wrist error in mm for "
-                    "held-out synthetic sequences and, when ../shared/data is present, the real MediaPipe sequence.")
+        description="The whole project on the embedded default, within --minutes: synthesise UniHand episodes, train "
+                    "the part-level motion tokenizer (mm table: synthetic and, with ../shared/data, real hands), "
+                    "pretrain the VLA, generate and render motion for a held-out scene, evaluate (paper-style tables), "
+                    "post-train the policy on synthetic Inspire-hand demonstrations (and the real G1 episode when "
+                    "../shared/data has it), export it to ONNX (and TensorRT where installed), serve it on loopback "
+                    "and run the control loop against a simulated robot. Writes OUT/report.html. Each stage resumes "
+                    "(the same command continues an interrupted run) and has its own command, printed as it starts.")
     s.add_argument("--out", type=user_path, default="out/demo",
-                   help="output folder: tokenizer, checkpoint, loss and codebook plots, report.json (default: out/demo)")
-    s.add_argument("--minutes", type=_positive, default=3.0,
-                   help="total time budget in minutes, synthesis and evaluation included (default: 3; 0.3 is a smoke test)")
+                   help="output folder: one sub-folder per stage, report.html, demo.json (default: out/demo)")
+    s.add_argument("--minutes", type=_positive, default=10.0,
+                   help="time budget in minutes shared by the training stages; synthesis, export and evaluation come on "
+                        "top (default: 10, about 15 in all on a 2-core CPU; 0.3 is a smoke test)")
+    s.add_argument("--scale", choices=["tiny", "1b", "8b", "14b"], default="tiny",
+                   help="VLA architecture: tiny (CPU) or InternVL3's 1B / 8B / 14B (GPU; need --init) (default: tiny)")
+    s.add_argument("--init", type=user_path, default=None,
+                   help="a local InternVL3 checkpoint folder (Hugging Face format) to start the VLA from")
+    s.add_argument("--stages", nargs="+", default=None, metavar="STAGE",
+                   help="run only these stages (the others' earlier results are reused): tokenizer pretrain generate "
+                        "evaluate posttrain posttrain-real export control")
+    s.add_argument("--eval-samples", type=int, default=16, help="samples per task and mode in the evaluation (default: 16)")
+    s.add_argument("--control-steps", type=int, default=200, help="control-loop steps against the simulated robot (default: 200)")
+    s.add_argument("--quiet", action="store_true", help="no progress output, only the final summary")
     s.add_argument("--episodes", type=int, default=48, help="synthetic training episodes of 6 s, both hands (default: 48)")
     data_dir_arg(s)
     s.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and the training (default: 0)")
