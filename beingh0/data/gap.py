@@ -298,12 +298,13 @@ def gap_report(data_dir, png, *, episodes: int = 24, seed: int = 2, json_path=No
 
 
 def format_summary(s: dict) -> str:
-    rows = [("set", "coverage med/p90 (mm)", "finger corr", "DIP-PIP corr", "centre speed med/p95 (m/s)", "aperture p5-p95 (mm)")]
+    rows = [("set", "finger coverage med/p90 (mm)", "finger corr", "DIP-PIP corr", "centre speed med/p95 (m/s)", "aperture p5-p95 (mm)")]
     for k, v in s.items():
         if not isinstance(v, dict) or k == "synthetic" and "coverage_median_mm" not in v and "tip_distance_corr_mean" not in v:
             continue
         cov = f"{v['coverage_median_mm']:.1f} / {v['coverage_p90_mm']:.1f}" if "coverage_median_mm" in v else "-"
-        fc = f"{v.get('finger_flexion_corr_mean', float('nan')):.2f} (tips {v.get('tip_distance_corr_mean', float('nan')):.2f})"
+        fc = " ".join(f"{lab}{v[key]:.2f}" for lab, key in (("", "finger_flexion_corr_mean"), ("tips ", "tip_distance_corr_mean"))
+                      if key in v) or "-"
         dp = f"{v['dip_pip_corr']:.2f}" if "dip_pip_corr" in v else "-"
         sp = f"{v['hand_centre_speed_median_m_s']:.3f} / {v['hand_centre_speed_p95_m_s']:.3f}" if "hand_centre_speed_median_m_s" in v else "-"
         ap = "{:.0f}-{:.0f}".format(*v["thumb_index_aperture_p05_p95_mm"]) if "thumb_index_aperture_p05_p95_mm" in v else "-"
@@ -404,9 +405,9 @@ def _plot(png, ps, ms, cov, post, sets):
     b = sets["synthetic"]["betas"]
     txt = f"synthetic betas: per-component std {np.round(b.std(0), 2).tolist()}"
     if "MediaPipe (fitted)" in sets:
-        txt += f";  MediaPipe fitted betas {np.round(sets['MediaPipe (fitted)']['betas'][0], 2).tolist()}"
+        txt += f"\nMediaPipe fitted betas {np.round(sets['MediaPipe (fitted)']['betas'][0], 2).tolist()}"
     fig.suptitle("synthetic vs real hand motion (beingh0 data gap)\n" + txt, fontsize=10)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.05, top=0.92, wspace=0.3, hspace=0.3)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.05, top=0.9, wspace=0.3, hspace=0.3)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=72)
     plt.close(fig)

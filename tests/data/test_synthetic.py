@@ -308,6 +308,7 @@ def test_free_articulation_covers_the_anatomical_range_within_limits():
     assert 0.2 < c.mean() < 0.8, c
     # thumb: opposition and flexion vary widely
     assert np.ptp(P[:, 12, 0]) > 1.0 and np.ptp(np.linalg.norm(P[:, 14], axis=-1)) > 1.0
+    assert P[:, 12, 1].min() < -0.3 and P[:, 12, 1].max() > 0.6  # radial abduction: a wide thumb-index span
     assert len(FINGERS) == 5
 
 

@@ -160,6 +160,9 @@ FREE_MCP, FREE_PIP = (-0.35, 1.9), (0.0, 2.0)
 #: Thumb ranges of free articulation: opposition at the CMC (rad about +x) and flexion (rad about
 #: :data:`THUMB_AXIS`) at CMC, MCP and IP.
 FREE_THUMB = ((-0.4, 0.9), (-0.4, 0.9), (-0.3, 1.0), (-0.3, 1.2))
+#: Radial abduction of the thumb (rad about +y at the CMC; +: away from the index in the palm
+#: plane, the thumb-index tip span of a spread hand grows from ~85 to ~160 mm at 0.8).
+THUMB_ABDUCTION = (-0.4, 0.8)
 
 
 def random_articulation(rng: np.random.Generator) -> np.ndarray:
@@ -168,11 +171,12 @@ def random_articulation(rng: np.random.Generator) -> np.ndarray:
     Per pose: a common flexion level and an *independence* ``lam`` in [0, 1] (0: all four fingers
     flex alike, a synergy; 1: each finger flexes on its own), so that fingers range from moving
     together to moving independently; each finger's MCP and PIP flexion mix the common level and
-    its own draw; the DIP follows the PIP (ratio in :data:`DIP_PIP_RATIO`, plus 0.1 rad of its own);
-    abduction spreads or closes the fingers (a spread level in [-0.3, 1.3] x :data:`SPREAD`, less
-    when the MCP is flexed, plus 0.06 rad per finger); small twists (0.06 rad) and off-axis
-    components (0.03-0.04 rad) as fitted real hands show; the thumb draws opposition and flexion
-    from :data:`FREE_THUMB` with 0.1 rad off-axis. Clipped to the joint limits (:func:`clip_pose`)."""
+    its own draw; the DIP follows the PIP (ratio in :data:`DIP_PIP_RATIO`, plus 0.15 rad of its own);
+    abduction spreads or closes the fingers (a spread level in [-0.6, 1.6] x :data:`SPREAD`, less
+    when the MCP is flexed, plus 0.12 rad per finger); small twists (0.1 rad) and off-axis
+    components (0.07-0.08 rad) as fitted real hands show; the thumb draws opposition and flexion
+    from :data:`FREE_THUMB` and radial abduction from :data:`THUMB_ABDUCTION`, with 0.2 rad
+    off-axis. Clipped to the joint limits (:func:`clip_pose`)."""
     lam = rng.uniform(0.0, 1.0)
     cm, cp = rng.uniform(*FREE_MCP), rng.uniform(*FREE_PIP)
     spread, ratio = rng.uniform(-0.6, 1.6), rng.uniform(*DIP_PIP_RATIO)
@@ -186,6 +190,7 @@ def random_articulation(rng: np.random.Generator) -> np.ndarray:
         P[3 * i + 1] = (rng.normal(0.0, 0.08), rng.normal(0.0, 0.07), p)
         P[3 * i + 2] = (rng.normal(0.0, 0.08), rng.normal(0.0, 0.07), d)
     P = _thumb(P, *(rng.uniform(*r) for r in FREE_THUMB))
+    P[12, 1] += rng.uniform(*THUMB_ABDUCTION)
     P[12:] += rng.normal(0.0, 0.2, (3, 3))
     return clip_pose(P)
 
