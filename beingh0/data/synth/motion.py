@@ -589,25 +589,25 @@ def task_open_jar(w: World, plan: HandPlan, lid: int, dest: np.ndarray) -> dict:
 
 
 def plan_gesture(w: World, plan: HandPlan, until: float) -> dict | None:
-    """An idle hand gestures until about ``until`` seconds: it lifts off the table and turns
-    (palm sideways, up or towards the body), its fingers move through free articulations
-    (:func:`random_articulation`, a new one every 0.25-0.8 s: counting, pointing, spreading,
-    fists, thumb opposition), the wrist drifts and turns a little between them, and the hand
-    goes back to rest. Nothing happens when less than 1.5 s are left."""
+    """An idle hand gestures until about ``until`` seconds: it lifts 4-10 cm off the table and
+    turns (0.2-0.8 rad about a random axis), its fingers move through free articulations
+    (:func:`random_articulation`, a new one every 0.3-0.9 s: counting, pointing, spreading,
+    fists, thumb opposition), the wrist drifts (1 cm) and turns (0.1 rad) a little between some
+    of them, and the hand goes back to rest. Nothing happens when less than 1.5 s are left."""
     rng = w.rng
     if until - plan.t < 1.5:
         return None
     p0, R0 = plan.last.pos, plan.last.rot
-    lift = p0 + UP * rng.uniform(0.05, 0.14) + np.array([rng.normal(0, 0.03), 0.0, rng.normal(0, 0.03)])
+    lift = p0 + UP * rng.uniform(0.04, 0.10) + np.array([rng.normal(0, 0.02), 0.0, rng.normal(0, 0.02)])
     axis = _n(rng.normal(0, 1, 3))
-    R = rotvec_to_matrix(axis * rng.uniform(0.3, 1.5)) @ R0
+    R = rotvec_to_matrix(axis * rng.uniform(0.2, 0.8)) @ R0
     plan.add(w.dur(0.4, 0.7), "gesture", pos=lift, rot=R, pose=random_articulation(rng), arc=0.01)
     pos = lift
     while plan.t < until - 1.0:
-        if rng.random() < 0.5:  # the wrist drifts and turns too
-            pos = lift + rng.normal(0, 0.025, 3)
-            R = rotvec_to_matrix(rng.normal(0, 0.3, 3)) @ R
-        plan.add(w.dur(0.25, 0.8), "gesture", pos=pos, rot=R, pose=random_articulation(rng))
+        if rng.random() < 0.4:  # the wrist drifts and turns a little (a gesturing hand keeps it steady)
+            pos = lift + rng.normal(0, 0.01, 3)
+            R = rotvec_to_matrix(rng.normal(0, 0.1, 3)) @ R
+        plan.add(w.dur(0.3, 0.9), "gesture", pos=pos, rot=R, pose=random_articulation(rng))
         if rng.random() < 0.3:  # a short hold
             plan.add(w.dur(0.1, 0.4), "gesture")
     relaxed = w.pose("relaxed")
