@@ -403,9 +403,9 @@ def _plot(png, ps, ms, cov, post, sets):
     ax.legend(fontsize=7, markerscale=4)
     # shapes: betas, in the text of the suptitle
     b = sets["synthetic"]["betas"]
-    txt = f"synthetic betas: per-component std {np.round(b.std(0), 2).tolist()}"
+    txt = f"synthetic betas: per-component std {np.round(b.std(0).astype(np.float64), 2).tolist()}"
     if "MediaPipe (fitted)" in sets:
-        txt += f"\nMediaPipe fitted betas {np.round(sets['MediaPipe (fitted)']['betas'][0], 2).tolist()}"
+        txt += f"\nMediaPipe fitted betas {np.round(sets['MediaPipe (fitted)']['betas'][0].astype(np.float64), 2).tolist()}"
     fig.suptitle("synthetic vs real hand motion (beingh0 data gap)\n" + txt, fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.05, top=0.9, wspace=0.3, hspace=0.3)
     png.parent.mkdir(parents=True, exist_ok=True)
