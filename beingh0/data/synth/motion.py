@@ -703,6 +703,8 @@ def free_spot(rng, objects, poses, radius, region_x, region_z, gap=0.03, avoid=(
 SCENARIOS = ("pick_place", "pour", "press", "open_jar", "bimanual_pick")
 #: Probability that a hand without a task gestures (:func:`plan_gesture`) instead of resting.
 GESTURE_P = 0.8
+#: Probability that the active hand gestures (2-3.5 s) before its task.
+GESTURE_BEFORE_P = 0.4
 
 
 def build_world(rng: np.random.Generator, scenario: str, active: str | None = None):
@@ -746,6 +748,10 @@ def build_world(rng: np.random.Generator, scenario: str, active: str | None = No
         plans[s].add(rng.uniform(0.0, 0.4), "rest")
     other = "left" if active == "right" else "right"
     tasks = []
+    if rng.random() < GESTURE_BEFORE_P:  # the active hand sometimes gestures before its task
+        g = plan_gesture(w, plans[active], until=plans[active].t + rng.uniform(2.0, 3.5))
+        if g is not None:
+            tasks.append(g)
     if scenario == "pick_place":
         onto = 1 if len(kinds) > 1 and kinds[1] == "plate" else None
         if onto is not None:
@@ -775,7 +781,7 @@ def build_world(rng: np.random.Generator, scenario: str, active: str | None = No
         plans["right"].add(rng.uniform(0.0, 1.2), "rest")
         tasks.append(task_pick_place(w, plans["right"], 1, free_spot(rng, objects, init, objects[1].radius, (0.0, 0.24), (-0.2, -0.02))))
     # a hand without a task gestures (free finger articulation, wrist turns) most of the time
-    idle = [s for s in ("left", "right") if len(plans[s].keys) <= 2]
+    idle = [s for s in ("left", "right") if all(k.phase in ("start", "rest") for k in plans[s].keys)]
     for s in idle:
         if rng.random() < GESTURE_P:
             g = plan_gesture(w, plans[s], until=max(p.t for p in plans.values()))
@@ -827,6 +833,8 @@ class HandMotion:
                           self.side, self.fps, self.scenario)
 
 
+#: Phases in which a hand acts on its object (the closure of :func:`grasp_motion` is measured on them).
+_MANIPULATION = ("grasp", "lift", "move", "place", "tilt", "pour", "untilt", "press", "twist", "hold")
 #: Seed-sequence tag of :func:`grasp_motion` (its streams differ from the episodes' ones).
 _GRASP_STREAM = 0x4D4F54
 
@@ -859,7 +867,7 @@ def grasp_motion(frames: int = 90, seed: int = 0, side: str = "right", fps: floa
     scenario = scenario or str(rng.choice(SCENARIOS))
     w, plans, betas, _, _ = build_world(rng, scenario, active=side)
     plan = plans[side]
-    busy = [ph for ph in plan.phases if ph.name != "rest"]
+    busy = [ph for ph in plan.phases if ph.name not in ("rest", "gesture")]
     t0, t1 = max(busy[0].t0 - 0.2, 0.0), busy[-1].t1
     S = (int(frames) - 1) / fps
     if S >= t1 - t0:  # the whole task fits: centre it (the hand rests before and after)
@@ -872,7 +880,8 @@ def grasp_motion(frames: int = 90, seed: int = 0, side: str = "right", fps: floa
     pos, rot, go, hp = hand_world(side, plan, times, rng)
     # closure: projection of the finger pose onto the line from the open hand (the reach's
     # pre-shape, a variant of SYNERGIES["open"]) to the most closed key
-    right = np.stack([k.pose for k in plan.keys])
+    held = [k.pose for k in plan.keys if k.phase in _MANIPULATION]  # the task's keys while it acts on the object
+    right = np.stack(held or [k.pose for k in plan.keys if k.phase != "gesture"])
     opened = next((k.pose for k in plan.keys if k.phase == "reach"), SYNERGIES["open"])
     d = (right - opened).reshape(len(right), -1)
     closed = d[np.argmax(np.linalg.norm(d, axis=1))]
