@@ -1,9 +1,9 @@
-"""``beingh0 data {build,stats,synth,synth-robot,show,tokenize,balance}``: UniHand data (beingh0.data, balancing from beingh0.align)."""
+"""``beingh0 data {build,stats,synth,synth-robot,show,tokenize,balance,gap}``: UniHand data (beingh0.data, balancing from beingh0.align)."""
 from __future__ import annotations
 
 import dataclasses
 
-from .common import parse_options, parse_size, user_path
+from .common import data_dir_arg, default_data_dir, parse_options, parse_size, user_path
 
 HELP = "UniHand data: build shards from sources, statistics, synthetic data, viewers, balancing"
 
@@ -34,6 +34,12 @@ def _stats(a):
     if bad:
         raise SystemExit(f"beingh0: error: {bad} corrupt episode(s) in {a.dir} (listed above); rebuild those shards "
                          "or check them with --verify")
+
+
+def _gap(a):
+    from ..data.gap import gap_report
+
+    gap_report(a.data_dir or default_data_dir(), a.png, episodes=a.episodes, seed=a.seed)
 
 
 def _synth(a):
@@ -189,3 +195,13 @@ def register(sub) -> None:
                    help="'source' (default) or 'meta.<key>', e.g. meta.camera_kind for the synthetic source's ego/third views")
     s.add_argument("--seed", type=int, default=0, help="(default: 0)")
     s.set_defaults(fn=_balance)
+
+    s = data.add_parser("gap", help="synthetic vs real hand motion: joint ranges, finger independence, speeds, shapes (PNG + JSON)",
+                        description="Compare the synthetic hand motion with every real sequence under --data-dir (the "
+                                    "MediaPipe sequence fitted to MANO; the mocap recording's markers) and write a PNG "
+                                    "report and a JSON summary (beingh0.data.gap; docs/hand_gap.md).")
+    s.add_argument("--png", type=user_path, default="out/gap.png", help="output report (default: out/gap.png; JSON beside it)")
+    s.add_argument("--episodes", type=int, default=24, help="synthetic episodes of 6 s, both hands (default: 24)")
+    s.add_argument("--seed", type=int, default=2, help="seed of the synthetic episodes (default: 2)")
+    data_dir_arg(s)
+    s.set_defaults(fn=_gap)

@@ -45,6 +45,8 @@ PHRASES = {
               ["presses {o} with the index finger", "pushes down on {o}", "taps {o} with the index finger"]),
     "twist": (["twist {o}", "unscrew {o}", "turn {o} to loosen it"], ["twists {o}", "unscrews {o}", "turns {o} to loosen it"]),
     "hold": (["hold {o} steady", "keep {o} in place", "steady {o}"], ["holds {o} steady", "keeps {o} in place", "steadies {o}"]),
+    "gesture": (["lift your {h} hand and move its fingers", "gesture with your {h} hand", "flex and spread the fingers of your {h} hand"],
+                ["lifts off the table and moves its fingers", "raises and gestures with its fingers", "lifts up, flexes and spreads its fingers"]),
     "rest": (["keep your {h} hand still", "rest your {h} hand on the table", "leave your {h} hand where it is"],
              ["rests on the table", "stays still on the table", "lies relaxed on the table"]),
 }

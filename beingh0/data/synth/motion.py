@@ -149,6 +149,62 @@ def blend(weights: dict[str, float]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
+# articulation drawn from the anatomical range (not only the synergies above)
+
+#: DIP/PIP coupling of real fingers: the DIP flexes about this fraction of the PIP's flexion (the
+#: ratio is drawn per pose from this range, plus a small independent deviation).
+DIP_PIP_RATIO = (0.1, 1.0)
+#: MCP flexion range (rad) that free articulation draws from (hyperextension to a full fist) and
+#: the PIP range; both inside :func:`beingh0.mano.fit.joint_limits`.
+FREE_MCP, FREE_PIP = (-0.35, 1.9), (0.0, 2.0)
+#: Thumb ranges of free articulation: opposition at the CMC (rad about +x) and flexion (rad about
+#: :data:`THUMB_AXIS`) at CMC, MCP and IP.
+FREE_THUMB = ((-0.4, 0.9), (-0.4, 0.9), (-0.3, 1.0), (-0.3, 1.2))
+#: Radial abduction of the thumb (rad about +y at the CMC; +: away from the index in the palm
+#: plane, the thumb-index tip span of a spread hand grows from ~85 to ~160 mm at 0.8).
+THUMB_ABDUCTION = (-0.4, 0.8)
+
+
+def random_articulation(rng: np.random.Generator) -> np.ndarray:
+    """A right-hand (15, 3) finger pose drawn from the anatomical range.
+
+    Per pose: a common flexion level and an *independence* ``lam`` in [0, 1] (0: all four fingers
+    flex alike, a synergy; 1: each finger flexes on its own), so that fingers range from moving
+    together to moving independently; each finger's MCP and PIP flexion mix the common level and
+    its own draw; the DIP follows the PIP (ratio in :data:`DIP_PIP_RATIO`, plus 0.15 rad of its own);
+    abduction spreads or closes the fingers (a spread level in [-0.6, 1.6] x :data:`SPREAD`, less
+    when the MCP is flexed, plus 0.12 rad per finger); small twists (0.1 rad) and off-axis
+    components (0.07-0.08 rad) as fitted real hands show; the thumb draws opposition and flexion
+    from :data:`FREE_THUMB` and radial abduction from :data:`THUMB_ABDUCTION`, with 0.2 rad
+    off-axis. Clipped to the joint limits (:func:`clip_pose`)."""
+    lam = rng.uniform(0.0, 1.0)
+    cm, cp = rng.uniform(*FREE_MCP), rng.uniform(*FREE_PIP)
+    spread, ratio = rng.uniform(-0.6, 1.6), rng.uniform(*DIP_PIP_RATIO)
+    P = np.zeros((15, 3))
+    for i, f in enumerate(FINGERS[:4]):
+        m = (1 - lam) * cm + lam * rng.uniform(*FREE_MCP)
+        p = (1 - lam) * cp + lam * rng.uniform(*FREE_PIP)
+        d = ratio * p + rng.normal(0.0, 0.15)
+        ab = SPREAD[f] * spread * (1.0 - 0.5 * np.clip(m, 0.0, 1.6) / 1.6) + rng.normal(0.0, 0.12)
+        P[3 * i] = (rng.normal(0.0, 0.1), ab, m)
+        P[3 * i + 1] = (rng.normal(0.0, 0.08), rng.normal(0.0, 0.07), p)
+        P[3 * i + 2] = (rng.normal(0.0, 0.08), rng.normal(0.0, 0.07), d)
+    P = _thumb(P, *(rng.uniform(*r) for r in FREE_THUMB))
+    P[12, 1] += rng.uniform(*THUMB_ABDUCTION)
+    P[12:] += rng.normal(0.0, 0.2, (3, 3))
+    return clip_pose(P)
+
+
+def vary_pose(rng: np.random.Generator, pose: np.ndarray, amount: float) -> np.ndarray:
+    """``pose`` moved towards a :func:`random_articulation` by ``amount`` (0: unchanged), clipped."""
+    return clip_pose(pose + amount * (random_articulation(rng) - pose))
+
+
+#: How far (fraction towards a free articulation) each synergy a plan uses is varied per use.
+VARY = {"open": (0.0, 0.25), "relaxed": (0.15, 0.6), "closed": (0.0, 0.3)}
+
+
+# ------------------------------------------------------------------------------------------------
 # timing and wrist frames
 
 
@@ -345,6 +401,10 @@ class World:
     def dur(self, lo: float, hi: float) -> float:
         return self.rng.uniform(lo, hi) / self.speed
 
+    def pose(self, name: str) -> np.ndarray:
+        """A variant of ``SYNERGIES[name]`` ('open', 'relaxed'): each use differs (:data:`VARY`)."""
+        return vary_pose(self.rng, SYNERGIES[name], self.rng.uniform(*VARY[name]))
+
 
 def rest_rotation(side: str, rng: np.random.Generator) -> np.ndarray:
     s = 1.0 if side == "right" else -1.0
@@ -353,11 +413,11 @@ def rest_rotation(side: str, rng: np.random.Generator) -> np.ndarray:
     return hand_rotation(side, f, [0.0, -1.0, 0.0])
 
 
-def rest_pose(w: "World", side: str):
-    """A resting wrist pose near ``w.rest[side]``: fingers relaxed, lifted so no keypoint is below
-    the table (finger radius above the plane)."""
+def rest_pose(w: "World", side: str, pose: np.ndarray | None = None):
+    """A resting wrist pose near ``w.rest[side]``: fingers in ``pose`` (default the relaxed
+    synergy), lifted so no keypoint is below the table (finger radius above the plane)."""
     R = rest_rotation(side, w.rng)
-    kp = w.kin[side].local_keypoints(SYNERGIES["relaxed"][None])[0] @ R.T
+    kp = w.kin[side].local_keypoints((SYNERGIES["relaxed"] if pose is None else pose)[None])[0] @ R.T
     pos = w.rest[side].copy()
     pos[1] = FINGER_RADIUS + 0.002 - kp[:, 1].min()
     return pos, R
@@ -397,8 +457,8 @@ def plan_grasp(w: World, plan: HandPlan, oi: int, obj_pose: np.ndarray, style: s
         grip = 0.5 * kp[4] + 0.5 * kp[[8, 12]].mean(0)  # between thumb tip and index/middle tips
         target = c + UP * (obj.height * (0.55 if obj.shape != "sphere" else 0.5))
         wrist = target - R @ grip
-    closed = clip_pose(blend(wts))
-    open_pose = SYNERGIES["open"]
+    closed = vary_pose(rng, clip_pose(blend(wts)), rng.uniform(*VARY["closed"]))
+    open_pose = w.pose("open")
     grasp_pose = contact_closure(kin, open_pose, closed, R, wrist, obj, obj_pose)
     back = -a * rng.uniform(0.05, 0.08) + UP * rng.uniform(0.04, 0.07)
     plan.add(w.dur(0.6, 1.0), "reach", wrist + back, R, open_pose, oi, arc=rng.uniform(0.0, 0.04))
@@ -420,11 +480,12 @@ def _carry(plan: HandPlan, oi: int, grasp_obj: np.ndarray, wrist_g: np.ndarray, 
 def plan_release(w: World, plan: HandPlan, oi: int):
     rng = w.rng
     plan.let_go()
-    plan.add(w.dur(0.25, 0.45), "release", pose=SYNERGIES["open"], obj=oi)
+    plan.add(w.dur(0.25, 0.45), "release", pose=w.pose("open"), obj=oi)
     back = plan.last.pos + UP * rng.uniform(0.05, 0.09)
     plan.add(w.dur(0.2, 0.35), "release", pos=back, obj=oi)
-    rp, rr = rest_pose(w, plan.side)
-    plan.add(w.dur(0.6, 0.9), "retreat", pos=rp, rot=rr, pose=SYNERGIES["relaxed"], arc=0.03)
+    relaxed = w.pose("relaxed")
+    rp, rr = rest_pose(w, plan.side, relaxed)
+    plan.add(w.dur(0.6, 0.9), "retreat", pos=rp, rot=rr, pose=relaxed, arc=0.03)
 
 
 def task_pick_place(w: World, plan: HandPlan, oi: int, dest: np.ndarray, onto: int | None = None) -> dict:
@@ -500,8 +561,9 @@ def task_press(w: World, plan: HandPlan, oi: int) -> dict:
         plan.add(w.dur(0.25, 0.4), "press", pos=top - UP * 0.004 - R @ tip + UP * (FINGER_RADIUS - 0.002), obj=oi)
         plan.add(w.dur(0.1, 0.25), "press", obj=oi)
         plan.add(w.dur(0.2, 0.35), "release", pos=above, obj=oi)
-    rp, rr = rest_pose(w, side)
-    plan.add(w.dur(0.6, 0.9), "retreat", pos=rp, rot=rr, pose=SYNERGIES["relaxed"], arc=0.03)
+    relaxed = w.pose("relaxed")
+    rp, rr = rest_pose(w, side, relaxed)
+    plan.add(w.dur(0.6, 0.9), "retreat", pos=rp, rot=rr, pose=relaxed, arc=0.03)
     return {"task": "press", "obj": oi, "presses": n}
 
 
@@ -526,6 +588,35 @@ def task_open_jar(w: World, plan: HandPlan, lid: int, dest: np.ndarray) -> dict:
     return {"task": "open_jar", "obj": lid}
 
 
+def plan_gesture(w: World, plan: HandPlan, until: float) -> dict | None:
+    """An idle hand gestures until about ``until`` seconds: it lifts 4-10 cm off the table and
+    turns (0.2-0.8 rad about a random axis), its fingers move through free articulations
+    (:func:`random_articulation`, a new one every 0.3-0.9 s: counting, pointing, spreading,
+    fists, thumb opposition), the wrist drifts (1 cm) and turns (0.1 rad) a little between some
+    of them, and the hand goes back to rest. Nothing happens when less than 1.5 s are left."""
+    rng = w.rng
+    if until - plan.t < 1.5:
+        return None
+    p0, R0 = plan.last.pos, plan.last.rot
+    lift = p0 + UP * rng.uniform(0.04, 0.10) + np.array([rng.normal(0, 0.02), 0.0, rng.normal(0, 0.02)])
+    axis = _n(rng.normal(0, 1, 3))
+    R = rotvec_to_matrix(axis * rng.uniform(0.2, 0.8)) @ R0
+    plan.add(w.dur(0.4, 0.7), "gesture", pos=lift, rot=R, pose=random_articulation(rng), arc=0.01)
+    pos = lift
+    while plan.t < until - 1.0:
+        if rng.random() < 0.4:  # the wrist drifts and turns a little (a gesturing hand keeps it steady)
+            pos = lift + rng.normal(0, 0.01, 3)
+            R = rotvec_to_matrix(rng.normal(0, 0.1, 3)) @ R
+        plan.add(w.dur(0.3, 0.9), "gesture", pos=pos, rot=R, pose=random_articulation(rng))
+        if rng.random() < 0.3:  # a short hold
+            plan.add(w.dur(0.1, 0.4), "gesture")
+    relaxed = w.pose("relaxed")
+    rp, rr = rest_pose(w, plan.side, relaxed)
+    plan.add(w.dur(0.5, 0.8), "gesture", pos=rp, rot=rr, pose=relaxed, arc=0.02)
+    plan.add(w.dur(0.2, 0.4), "rest")
+    return {"task": "gesture"}
+
+
 def task_hold(w: World, plan: HandPlan, oi: int, until: float) -> dict:
     """Steady object ``oi`` (a jar or bowl) with a side power grasp until ``until`` seconds."""
     O = w.init[oi]
@@ -534,9 +625,10 @@ def task_hold(w: World, plan: HandPlan, oi: int, until: float) -> dict:
     plan._holding = None  # steadied, not carried: the object stays where it is
     if plan.t < until:
         plan.add(until - plan.t, "hold", obj=oi)
-    plan.add(w.dur(0.25, 0.4), "release", pose=SYNERGIES["open"], obj=oi)
-    rp, rr = rest_pose(w, plan.side)
-    plan.add(w.dur(0.6, 0.9), "retreat", pos=rp, rot=rr, pose=SYNERGIES["relaxed"], arc=0.03)
+    plan.add(w.dur(0.25, 0.4), "release", pose=w.pose("open"), obj=oi)
+    relaxed = w.pose("relaxed")
+    rp, rr = rest_pose(w, plan.side, relaxed)
+    plan.add(w.dur(0.6, 0.9), "retreat", pos=rp, rot=rr, pose=relaxed, arc=0.03)
     return {"task": "hold", "obj": oi}
 
 
@@ -609,6 +701,10 @@ def free_spot(rng, objects, poses, radius, region_x, region_z, gap=0.03, avoid=(
 
 #: Scenarios of the synthetic source (``SynthConfig.scenario``, ``grasp_motion(scenario=...)``).
 SCENARIOS = ("pick_place", "pour", "press", "open_jar", "bimanual_pick")
+#: Probability that a hand without a task gestures (:func:`plan_gesture`) instead of resting.
+GESTURE_P = 0.8
+#: Probability that the active hand gestures (2-3.5 s) before its task.
+GESTURE_BEFORE_P = 0.4
 
 
 def build_world(rng: np.random.Generator, scenario: str, active: str | None = None):
@@ -646,11 +742,16 @@ def build_world(rng: np.random.Generator, scenario: str, active: str | None = No
             fixed[1] = pose_matrix(fixed[0][:3, 3] + [0.0, objects[0].height, 0.0], rng.uniform(-np.pi, np.pi))
     init = place_objects(rng, objects, fixed=fixed)
     w = World(objects, init, rest, kin, rng, speed=float(rng.uniform(0.75, 1.35)))
-    plans = {s: HandPlan(s, *rest_pose(w, s), SYNERGIES["relaxed"]) for s in ("left", "right")}
+    relaxed = {s: w.pose("relaxed") for s in ("left", "right")}
+    plans = {s: HandPlan(s, *rest_pose(w, s, relaxed[s]), relaxed[s]) for s in ("left", "right")}
     for s in plans:
         plans[s].add(rng.uniform(0.0, 0.4), "rest")
     other = "left" if active == "right" else "right"
     tasks = []
+    if rng.random() < GESTURE_BEFORE_P:  # the active hand sometimes gestures before its task
+        g = plan_gesture(w, plans[active], until=plans[active].t + rng.uniform(2.0, 3.5))
+        if g is not None:
+            tasks.append(g)
     if scenario == "pick_place":
         onto = 1 if len(kinds) > 1 and kinds[1] == "plate" else None
         if onto is not None:
@@ -671,7 +772,7 @@ def build_world(rng: np.random.Generator, scenario: str, active: str | None = No
         dest = free_spot(rng, objects, init, objects[1].radius, (-0.22, 0.22), (-0.2, -0.02))
         tasks.append(task_open_jar(w, plans[active], 1, dest))
         if hold:  # the steadying hand lets go once the lid is off: rebuild its plan with that timing
-            plans[other] = HandPlan(other, *rest_pose(w, other), SYNERGIES["relaxed"])
+            plans[other] = HandPlan(other, *rest_pose(w, other, relaxed[other]), relaxed[other])
             plans[other].add(rng.uniform(0.0, 0.3), "rest")
             t_lid_off = next(p.t1 for p in plans[active].phases if p.name == "lift")
             tasks[0] = task_hold(w, plans[other], 0, until=t_lid_off)
@@ -679,6 +780,13 @@ def build_world(rng: np.random.Generator, scenario: str, active: str | None = No
         tasks.append(task_pick_place(w, plans["left"], 0, free_spot(rng, objects, init, objects[0].radius, (-0.24, 0.0), (-0.2, -0.02))))
         plans["right"].add(rng.uniform(0.0, 1.2), "rest")
         tasks.append(task_pick_place(w, plans["right"], 1, free_spot(rng, objects, init, objects[1].radius, (0.0, 0.24), (-0.2, -0.02))))
+    # a hand without a task gestures (free finger articulation, wrist turns) most of the time
+    idle = [s for s in ("left", "right") if all(k.phase in ("start", "rest") for k in plans[s].keys)]
+    for s in idle:
+        if rng.random() < GESTURE_P:
+            g = plan_gesture(w, plans[s], until=max(p.t for p in plans.values()))
+            if g is not None:
+                tasks.append(g)
     return w, plans, betas, tasks, active
 
 
@@ -709,7 +817,7 @@ class HandMotion:
     global_orient: np.ndarray  # (T, 3)
     hand_pose: np.ndarray      # (T, 45)
     trans: np.ndarray          # (T, 3) wrist position in the camera frame (metres)
-    grasp: np.ndarray          # (T,) closure: 0 open (SYNERGIES["open"]) .. 1 the task's most closed pose
+    grasp: np.ndarray          # (T,) closure: 0 open (the reach's pre-shape) .. 1 the task's most closed pose
     side: str = "right"
     fps: float = 15.0
     scenario: str = "pick_place"
@@ -725,6 +833,8 @@ class HandMotion:
                           self.side, self.fps, self.scenario)
 
 
+#: Phases in which a hand acts on its object (the closure of :func:`grasp_motion` is measured on them).
+_MANIPULATION = ("grasp", "lift", "move", "place", "tilt", "pour", "untilt", "press", "twist", "hold")
 #: Seed-sequence tag of :func:`grasp_motion` (its streams differ from the episodes' ones).
 _GRASP_STREAM = 0x4D4F54
 
@@ -757,7 +867,7 @@ def grasp_motion(frames: int = 90, seed: int = 0, side: str = "right", fps: floa
     scenario = scenario or str(rng.choice(SCENARIOS))
     w, plans, betas, _, _ = build_world(rng, scenario, active=side)
     plan = plans[side]
-    busy = [ph for ph in plan.phases if ph.name != "rest"]
+    busy = [ph for ph in plan.phases if ph.name not in ("rest", "gesture")]
     t0, t1 = max(busy[0].t0 - 0.2, 0.0), busy[-1].t1
     S = (int(frames) - 1) / fps
     if S >= t1 - t0:  # the whole task fits: centre it (the hand rests before and after)
@@ -768,11 +878,14 @@ def grasp_motion(frames: int = 90, seed: int = 0, side: str = "right", fps: floa
     times = start + np.arange(int(frames)) / fps
     plan.finish(times[-1] + 0.01)
     pos, rot, go, hp = hand_world(side, plan, times, rng)
-    # closure: projection of the finger pose onto the line from the open hand to the most closed key
-    right = np.stack([k.pose for k in plan.keys])
-    d = (right - SYNERGIES["open"]).reshape(len(right), -1)
+    # closure: projection of the finger pose onto the line from the open hand (the reach's
+    # pre-shape, a variant of SYNERGIES["open"]) to the most closed key
+    held = [k.pose for k in plan.keys if k.phase in _MANIPULATION]  # the task's keys while it acts on the object
+    right = np.stack(held or [k.pose for k in plan.keys if k.phase != "gesture"])
+    opened = next((k.pose for k in plan.keys if k.phase == "reach"), SYNERGIES["open"])
+    d = (right - opened).reshape(len(right), -1)
     closed = d[np.argmax(np.linalg.norm(d, axis=1))]
-    cur = (plan.sample(times)[2] - SYNERGIES["open"]).reshape(len(times), -1)
+    cur = (plan.sample(times)[2] - opened).reshape(len(times), -1)
     grasp = np.clip(cur @ closed / max(float(closed @ closed), 1e-12), 0.0, 1.0)
     # a camera that sees the hand
     kp = hand_model(side).keypoints(torch.as_tensor(betas)[None], torch.as_tensor(go), torch.as_tensor(hp),
