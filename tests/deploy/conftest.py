@@ -1,0 +1,56 @@
+"""Fixtures of the deploy tests: a fast fake runtime (server, control loop) and, once per session,
+the tiny-VLA stand-in exported to ONNX (several seconds)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from beingh0.deploy.spec import BATCH, PolicySpec, TensorSpec
+
+
+class FakeRuntime:
+    """A PolicyRuntime look-alike: actions = state mean + image mean, after ``delay_s``."""
+
+    backend = "fake"
+    describe = "fake runtime (tests)"
+
+    def __init__(self, state_dim=4, chunk=3, action_dim=4, delay_s=0.0):
+        self.spec = PolicySpec(
+            inputs=[TensorSpec("pixel_values", (BATCH, 1, 3, 8, 8)), TensorSpec("state", (BATCH, state_dim))],
+            outputs=[TensorSpec("actions", (BATCH, chunk, action_dim))], meta={"tile": 8, "chunk": chunk})
+        self.delay_s, self.calls, self.batches = delay_s, 0, []
+
+    def predict(self, image, state, input_ids=None):
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        image, state = np.asarray(image), np.asarray(state, np.float32)
+        single = state.ndim == 1
+        img = image[None] if single else image
+        st = state[None] if single else state
+        self.calls += 1
+        self.batches.append(len(st))
+        chunk, ad = self.spec.outputs[0].shape[1:]
+        out = np.zeros((len(st), chunk, ad), np.float32)
+        out += st.mean(axis=1)[:, None, None] + img.reshape(len(st), -1).mean(axis=1)[:, None, None] / 255.0
+        return out[0] if single else out
+
+
+@pytest.fixture
+def fake_runtime():
+    return FakeRuntime()
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """(module, spec, onnx path, ExportReport) of the tiny stand-in, exported once."""
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    from beingh0.deploy.export import export_onnx
+    from beingh0.deploy.standin import standin_policy
+
+    module, spec = standin_policy("tiny", chunk=4, state_dim=8, action_dim=8)
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    rep = export_onnx(module, spec, path, max_batch=8)
+    return module, spec, path, rep
