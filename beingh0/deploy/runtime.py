@@ -98,9 +98,12 @@ class PolicyRuntime:
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, backend: str, *, module: torch.nn.Module | None = None, spec: PolicySpec | None = None,
-               onnx_path=None, engine_path=None, device: str = "cpu", compile_mode: str | None = None) -> "PolicyRuntime":
+               onnx_path=None, engine_path=None, device: str = "cpu", compile_mode: str | None = None,
+               compile_backend: str = "inductor") -> "PolicyRuntime":
         """A runtime of ``backend``: eager/compiled need ``module`` and ``spec``; onnxruntime an ONNX file
-        (spec from its metadata); tensorrt an engine file (spec from its header)."""
+        (spec from its metadata); tensorrt an engine file (spec from its header). ``compile_backend``:
+        torch.compile's backend (tests on CPU use ``aot_eager``: inductor's C++ build of the tiny VLA
+        takes minutes on 2 cores)."""
         if backend not in BACKENDS:
             raise UserValueError(f"unknown runtime {backend!r}; choose one of {', '.join(BACKENDS)}")
         if backend in ("eager", "compiled"):
@@ -111,8 +114,9 @@ class PolicyRuntime:
             desc = f"torch eager on {device}"
             if backend == "compiled":
                 mode = compile_mode or ("reduce-overhead" if str(device).startswith("cuda") else None)
-                fn = torch.compile(module, mode=mode, dynamic=False, fullgraph=False)
-                desc = f"torch.compile (mode={mode or 'default'}{', CUDA graphs' if mode == 'reduce-overhead' else ''}) on {device}"
+                fn = torch.compile(module, mode=mode if compile_backend == "inductor" else None,
+                                   backend=compile_backend, dynamic=False, fullgraph=False)
+                desc = f"torch.compile ({compile_backend}, mode={mode or 'default'}{', CUDA graphs' if mode == 'reduce-overhead' else ''}) on {device}"
 
             names = spec.input_names
 
