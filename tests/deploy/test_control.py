@@ -37,7 +37,7 @@ def test_replans_every_k_overlapping_and_within_limits():
     lim = JointLimits.uniform(N, -0.4, 0.4, max_velocity=3.0)
     robot = SimulatedRobot(lim, DT, latency_steps=2)
     pol = SinePolicy(amplitude=2.0)  # asks for far more than the limits allow
-    log = ControlLoop(pol, robot, lim, dt=DT, replan_every=4).run(60)
+    log = ControlLoop(pol, robot, lim, dt=DT, replan_every=4, deadline_s=0.07).run(60)  # slack for busy CI cores
     s = log.stats()
     assert s["steps"] == 60 and 13 <= s["inferences"] <= 16  # every 4 steps
     assert s["late_inferences"] == 0 and s["held_steps"] <= 2  # only before the first chunk
