@@ -142,10 +142,25 @@ class PolicyRuntime:
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             sess = ort.InferenceSession(str(onnx_path), so, providers=providers)
             out_name = spec.output_name
+            on_gpu = providers[0] == "CUDAExecutionProvider"
+            np_types = {torch.float32: np.float32, torch.float16: np.float16, torch.int64: np.int64,
+                        torch.int32: np.int32, torch.uint8: np.uint8, torch.bool: np.bool_}
 
             def run(inputs: dict) -> torch.Tensor:
-                feeds = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
-                return torch.from_numpy(sess.run([out_name], feeds)[0])
+                if not on_gpu:
+                    feeds = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+                    return torch.from_numpy(sess.run([out_name], feeds)[0])
+                # CUDA provider: bind the device tensors (the tiles warp_align made on the GPU) in place
+                torch.cuda.current_stream().synchronize()  # ORT runs on its own stream
+                io = sess.io_binding()
+                keep = []
+                for k, v in inputs.items():
+                    v = v.to(device).contiguous()
+                    keep.append(v)
+                    io.bind_input(k, "cuda", v.device.index or 0, np_types[v.dtype], tuple(v.shape), v.data_ptr())
+                io.bind_output(out_name, "cuda")
+                sess.run_with_iobinding(io)
+                return torch.from_numpy(io.copy_outputs_to_cpu()[0])
 
             return cls(spec, backend, run, "cpu" if providers[0].startswith("CPU") else device,
                        f"ONNX Runtime {ort.__version__} ({providers[0]})")
