@@ -95,8 +95,11 @@ class PolicyClient:
         return self.request({"op": "metadata"})
 
     def infer(self, image, state, input_ids=None) -> np.ndarray:
-        msg = {"op": "infer", "image": encode_array(np.asarray(image, np.uint8)),
-               "state": encode_array(np.asarray(state, np.float32))}
+        msg = {"op": "infer", "state": encode_array(np.asarray(state, np.float32))}
+        if isinstance(image, dict):  # several cameras
+            msg["images"] = {str(k): encode_array(np.asarray(v, np.uint8)) for k, v in image.items()}
+        else:
+            msg["image"] = encode_array(np.asarray(image, np.uint8))
         if input_ids is not None:
             msg["input_ids"] = encode_array(np.asarray(input_ids, np.int64))
         from .wire import decode_array

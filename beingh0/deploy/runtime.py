@@ -182,36 +182,71 @@ class PolicyRuntime:
         y = self._run({n: torch.as_tensor(inputs[n]).to(self.device) for n in self.spec.input_names})
         return y.float().cpu().numpy()
 
-    def tiles(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, tiles, 3, t, t) float32 tiles of uint8 (B, H, W, 3) images (``warp_align``, fixed grid)."""
+    def tiles(self, images: torch.Tensor, camera: dict | None = None) -> torch.Tensor:
+        """(B, tiles, 3, t, t) float32 tiles of uint8 (B, H, W, 3) images: one ``warp_align`` per tile.
+
+        ``camera``: an entry of ``spec.meta['cameras']`` (its ``matrices``, for its ``width x height``
+        images: e.g. the policy's alignment to the virtual camera folded in); None: the fixed ``grid``
+        of ``spec.meta`` for images of any size."""
         from ..ops.warp import warp_align
         from ..vla.tiling import tile_matrices
 
         if not self._tile:
             raise UserValueError("the policy spec has no meta['tile']; it cannot take camera images")
         H, W = int(images.shape[1]), int(images.shape[2])
-        mats = self._mats.get((W, H))
+        key = (camera["name"] if camera else None, W, H)
+        mats = self._mats.get(key)
         if mats is None:
-            mats = self._mats[(W, H)] = tile_matrices(W, H, self._grid, self._tile, self._thumb).to(images.device)
+            if camera is not None:
+                if (W, H) != (int(camera["width"]), int(camera["height"])):
+                    raise UserValueError(f"camera {camera['name']}: the policy takes {camera['width']}x{camera['height']} "
+                                         f"images, got {W}x{H}")
+                mats = torch.tensor(camera["matrices"], dtype=torch.float64)
+            else:
+                mats = tile_matrices(W, H, self._grid, self._tile, self._thumb)
+            mats = self._mats[key] = mats.to(images.device)
         t = self._tile
         return torch.stack([warp_align(images, m, (t, t), return_mask=False).image for m in mats], dim=1)
 
-    def prepare(self, image, state, input_ids=None) -> dict:
-        """Camera image(s) + raw state(s) -> the core's inputs (batched; a single sample gets B=1)."""
+    def _as_images(self, image, name: str) -> torch.Tensor:
         img = torch.as_tensor(np.ascontiguousarray(image) if isinstance(image, np.ndarray) else image)
         if img.dim() == 3:
             img = img[None]
         if img.dim() != 4 or img.shape[-1] != 3 or img.dtype != torch.uint8:
-            raise UserValueError(f"image must be uint8 (H, W, 3) or (B, H, W, 3), got {tuple(img.shape)} {img.dtype}")
+            raise UserValueError(f"{name} must be uint8 (H, W, 3) or (B, H, W, 3), got {tuple(img.shape)} {img.dtype}")
+        return img
+
+    def prepare(self, image, state, input_ids=None) -> dict:
+        """Camera image(s) + raw state(s) -> the core's inputs (batched; a single sample gets B=1).
+
+        ``image``: uint8 (H, W, 3) or (B, H, W, 3); for a policy with several cameras
+        (``spec.meta['cameras']``) a dict ``{camera name: image}``."""
+        cams = self.spec.meta.get("cameras")
+        if isinstance(image, dict):
+            if not cams:
+                raise UserValueError("this policy takes one image, not a dict of cameras")
+            missing = [c["name"] for c in cams if c["name"] not in image]
+            if missing:
+                raise UserValueError(f"images of cameras {missing} are missing; the policy takes {[c['name'] for c in cams]}")
+            imgs = [(self._as_images(image[c["name"]], f"image {c['name']}"), c) for c in cams]
+        else:
+            if cams and len(cams) > 1:
+                raise UserValueError(f"this policy takes {len(cams)} cameras: pass {{name: image}} for "
+                                     f"{[c['name'] for c in cams]}")
+            imgs = [(self._as_images(image, "image"), cams[0] if cams else None)]
+        B0 = imgs[0][0].shape[0]
+        if any(i.shape[0] != B0 for i, _ in imgs):
+            raise UserValueError("every camera needs the same number of images")
         st = np.asarray(state, dtype=np.float32)
         st = st[None] if st.ndim == 1 else st
         want = self.spec.input("state").shape[1:]
-        if st.ndim != 2 or tuple(st.shape[1:]) != tuple(want) or st.shape[0] != img.shape[0]:
+        if st.ndim != 2 or tuple(st.shape[1:]) != tuple(want) or st.shape[0] != B0:
             raise UserValueError(f"state must be ({want[0]},) or (B, {want[0]}) with B = images, got {st.shape}")
         if not np.all(np.isfinite(st)):
             raise UserValueError("state has NaN or infinite values")
-        B = img.shape[0]
-        out = {"pixel_values": self.tiles(img.to(self.device)),
+        B = B0
+        tiles = torch.cat([self.tiles(i.to(self.device), c) for i, c in imgs], dim=1)
+        out = {"pixel_values": tiles,
                "state": torch.from_numpy(self.spec.normalize_state(st).astype(np.float32))}
         if "input_ids" in self.spec.input_names:
             ids_spec = self.spec.input("input_ids")

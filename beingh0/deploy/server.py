@@ -16,7 +16,8 @@
 Request: ``{"op", "token", "id"?, "image"?, "state"?, "input_ids"?}``. Reply: ``{"ok": true, "id", ...}``
 or ``{"ok": false, "id", "error": {"code", "message"}}`` with code one of ``bad_request``,
 ``unauthorized``, ``too_large``, ``bad_array``, ``bad_input``, ``unknown_op``, ``busy``, ``timeout``,
-``internal``.
+``internal``. A policy with several cameras (``spec.meta['cameras']``) takes ``images``
+``{camera: uint8 (H, W, 3)}`` instead of ``image``.
 """
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _signature(r) -> tuple:
+    """Requests with equal signatures batch together (same image sizes, ids given or not)."""
+    img = tuple(sorted((k, v.shape) for k, v in r.image.items())) if isinstance(r.image, dict) else r.image.shape
+    return img, r.ids is None
 
 
 class _Request:
@@ -223,14 +230,25 @@ class PolicyServer:
             log.error("request failed:\n%s", traceback.format_exc())
             return self._error_reply(rid, "internal", "internal server error (see the server log)")
 
-    async def _infer(self, msg: dict, rid) -> dict:
-        spec = self.runtime.spec
-        image = decode_array(msg.get("image"), name="image", max_bytes=self.max_message)
-        state = decode_array(msg.get("state"), name="state", max_bytes=self.max_message)
+    def _check_image(self, arr, name: str) -> np.ndarray:
+        image = decode_array(arr, name=name, max_bytes=self.max_message)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or not (
                 1 <= image.shape[0] <= _MAX_IMAGE_SIDE and 1 <= image.shape[1] <= _MAX_IMAGE_SIDE):
-            raise WireError("bad_input", f"image must be uint8 (H, W, 3) with sides 1..{_MAX_IMAGE_SIDE}, "
+            raise WireError("bad_input", f"{name} must be uint8 (H, W, 3) with sides 1..{_MAX_IMAGE_SIDE}, "
                                          f"got {image.dtype} {list(image.shape)}")
+        return image
+
+    async def _infer(self, msg: dict, rid) -> dict:
+        spec = self.runtime.spec
+        if msg.get("images") is not None:  # several cameras: {name: image}
+            cams = [c["name"] for c in spec.meta.get("cameras", [])]
+            imgs = msg["images"]
+            if not isinstance(imgs, dict) or sorted(imgs) != sorted(cams):
+                raise WireError("bad_input", f"images must be a map with exactly the cameras {cams}")
+            image = {k: self._check_image(v, f"image {k}") for k, v in imgs.items()}
+        else:
+            image = self._check_image(msg.get("image"), "image")
+        state = decode_array(msg.get("state"), name="state", max_bytes=self.max_message)
         sd = spec.input("state").shape[1]
         if state.shape != (sd,) or state.dtype.kind != "f":
             raise WireError("bad_input", f"state must be float ({sd},), got {state.dtype} {list(state.shape)}")
@@ -274,7 +292,7 @@ class PolicyServer:
                     r = self._q.get(timeout=max(0.0, deadline - time.perf_counter()))
                 except queue.Empty:
                     break
-                same = r.image.shape == first.image.shape and (r.ids is None) == (first.ids is None)
+                same = _signature(r) == _signature(first)
                 (batch if same else held).append(r)
             for r in held:  # other image sizes: next round
                 try:
@@ -287,7 +305,11 @@ class PolicyServer:
             t0 = time.perf_counter()
             try:
                 ids = None if batch[0].ids is None else np.stack([r.ids for r in batch])
-                out = self.runtime.predict(np.stack([r.image for r in batch]), np.stack([r.state for r in batch]), ids)
+                if isinstance(batch[0].image, dict):
+                    images = {k: np.stack([r.image[k] for r in batch]) for k in batch[0].image}
+                else:
+                    images = np.stack([r.image for r in batch])
+                out = self.runtime.predict(images, np.stack([r.state for r in batch]), ids)
             except UserError as e:
                 for r in batch:
                     self._resolve(r, WireError("bad_input", str(e)), {})

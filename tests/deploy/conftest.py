@@ -25,6 +25,8 @@ class FakeRuntime:
     def predict(self, image, state, input_ids=None):
         if self.delay_s:
             time.sleep(self.delay_s)
+        if isinstance(image, dict):  # several cameras: their mean image
+            image = np.mean([np.asarray(v, np.float32) for _, v in sorted(image.items())], axis=0)
         image, state = np.asarray(image), np.asarray(state, np.float32)
         single = state.ndim == 1
         img = image[None] if single else image

@@ -227,3 +227,13 @@ def test_many_concurrent_clients_batch(fake_runtime):
         # batching: 160 requests in far fewer inference calls than 160 x 10 ms
         assert max(fake_runtime.batches) > 1
         assert time.perf_counter() - t0 < 1.6 * 1.0
+
+
+def test_several_cameras(fake_runtime):
+    fake_runtime.spec.meta["cameras"] = [{"name": "left"}, {"name": "wrist"}]
+    with PolicyServer(fake_runtime, port=0, token=TOKEN).start() as srv, PolicyClient(port=srv.port, token=TOKEN) as c:
+        imgs = {"left": _img(8, 8, 1), "wrist": _img(8, 8, 2)}
+        a = c.infer(imgs, np.ones(4, np.float32))
+        np.testing.assert_allclose(a, fake_runtime.predict(imgs, np.ones(4, np.float32)), rtol=1e-6)
+        with pytest.raises(PolicyServerError, match="exactly the cameras"):
+            c.infer({"left": _img()}, np.ones(4, np.float32))
