@@ -56,7 +56,7 @@ def load_policy_source(source: str, *, device=None, dtype=None):
     """(module, spec) of a deployable policy.
 
     ``source``: ``standin`` / ``standin:PRESET`` (the random stand-in of :mod:`.standin`), or a
-    policy checkpoint folder of ``beingh0.policy`` (its ``deployable()`` gives the tensor-only core).
+    policy folder ``beingh0 posttrain`` wrote (:mod:`.policy_adapter`: its tensor-only ``forward_core``).
     """
     if source == "standin" or source.startswith("standin:"):
         from .standin import standin_policy
@@ -67,15 +67,9 @@ def load_policy_source(source: str, *, device=None, dtype=None):
     if not path.is_dir():
         raise UserValueError(f"policy {source!r} is neither a checkpoint folder nor 'standin[:PRESET]'; pass the folder "
                              "a policy training wrote")
-    try:
-        from .. import policy as pol
-    except ImportError:
-        raise UserValueError("beingh0.policy is not part of this installation; export a stand-in with 'standin'") from None
-    load = getattr(pol, "load_deployable", None)
-    if load is None:
-        raise UserValueError("beingh0.policy offers no load_deployable(path) here; export a stand-in with 'standin'")
-    module, spec = load(path, device=device, dtype=dtype)
-    return module, spec if isinstance(spec, PolicySpec) else PolicySpec.from_dict(spec)
+    from .policy_adapter import load_policy_folder
+
+    return load_policy_folder(path, device=device, dtype=dtype)
 
 
 class PolicyRuntime:
