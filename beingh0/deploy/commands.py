@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.errors import UserValueError
 
-__all__ = ["export_command", "serve_command", "make_runtime", "simulate_command"]
+__all__ = ["export_command", "serve_command", "make_runtime", "simulate_command", "warmup"]
 
 
 class _Progress:
@@ -85,12 +85,30 @@ def make_runtime(policy: str, runtime: str | None = None, *, device: str = "cpu"
     return PolicyRuntime.create(runtime, module=module, spec=spec, device=device)
 
 
+def warmup(rt, repeats: int = 3) -> None:
+    """A few calls on blank inputs of the expected sizes (first-call allocations, kernels, CUDA graphs),
+    so the first client does not wait for them."""
+    cams = rt.spec.meta.get("cameras")
+    if cams:
+        image = {c["name"]: np.zeros((c["height"], c["width"], 3), np.uint8) for c in cams}
+        if len(cams) == 1:
+            image = image[cams[0]["name"]]
+    else:
+        image = np.zeros((480, 640, 3), np.uint8)
+    state = np.zeros(rt.spec.input("state").shape[-1], np.float32)
+    for _ in range(repeats):
+        rt.predict(image, state)
+
+
 def serve_command(policy: str, runtime: str | None = None, *, host: str = "127.0.0.1", port: int = 8765,
                   token: str | None = None, device: str = "cpu", max_batch: int = 8) -> None:
     from .server import PolicyServer
 
     token = token or os.environ.get("BEINGH0_TOKEN") or None
     rt = make_runtime(policy, runtime, device=device)
+    t0 = time.perf_counter()
+    warmup(rt)
+    print(f"warmed up {rt.describe} in {time.perf_counter() - t0:.1f} s", flush=True)
     srv = PolicyServer(rt, host=host, port=port, token=token, max_batch=max_batch)
     srv.start()
     print(f"serving {policy} ({rt.describe}) on {host}:{srv.port}; token {'required' if token else 'NOT set (loopback only)'}; "
@@ -133,6 +151,7 @@ def simulate_command(policy: str | None, runtime: str | None = None, *, steps: i
     limits = JointLimits.uniform(n, -1.5, 1.5, max_velocity=3.0)
     robot = SimulatedRobot(limits, dt, latency_steps=1, image_hw=(120, 160))
     fn(*robot.observe())  # warm-up (compilation, first-call allocations) outside the timed loop
+    fn(*robot.observe())
     log = ControlLoop(fn, robot, limits, dt=dt, replan_every=replan_every,
                       deadline_s=None if deadline_ms is None else deadline_ms / 1e3).run(steps)
     s = log.stats()
