@@ -168,7 +168,11 @@ class TensorRTEngine:
             self.context.set_tensor_address(t.name, x.data_ptr())
         name = self.spec.output_name
         shape = tuple(self.context.get_tensor_shape(name))
-        dt = torch.float32 if self.engine.get_tensor_dtype(name) == self._trt.float32 else torch.float16
+        trt = self._trt
+        dts = {trt.float32: torch.float32, trt.float16: torch.float16}
+        if hasattr(trt, "bfloat16"):
+            dts[trt.bfloat16] = torch.bfloat16
+        dt = dts[self.engine.get_tensor_dtype(name)]
         out = torch.empty(shape, dtype=dt, device=self.device)
         self.context.set_tensor_address(name, out.data_ptr())
         if not self.context.execute_async_v3(stream.cuda_stream):

@@ -161,3 +161,110 @@ def test_build_engine_or_clear_skip(tmp_path):
     eager = PolicyRuntime.create("eager", module=module, spec=spec)
     img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     np.testing.assert_allclose(trt_rt.predict(img, np.ones(8)), eager.predict(img, np.ones(8)), atol=2e-2, rtol=2e-2)
+
+
+class _FakeTRT:
+    """Records the calls build_engine makes against the tensorrt API (a stand-in module: the real one
+    cannot be installed here); the real build is test_build_engine_or_clear_skip."""
+
+    __version__ = "10.0.0-fake"
+
+    def __init__(self, calls):
+        import types
+
+        c = calls
+        self.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda s, lvl: c.append(("logger", lvl))})
+        self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="ws")
+        self.BuilderFlag = types.SimpleNamespace(FP16="fp16", BF16="bf16")
+
+        class Profile:
+            def set_shape(s, name, lo, opt, hi):
+                c.append(("shape", name, tuple(lo), tuple(opt), tuple(hi)))
+
+        class Cache:
+            def __init__(s, data):
+                s.data = data
+
+            def serialize(s):
+                return b"CACHE" + s.data
+
+        class Config:
+            def set_memory_pool_limit(s, pool, n):
+                c.append(("pool", pool, n))
+
+            def set_flag(s, f):
+                c.append(("flag", f))
+
+            def create_timing_cache(s, data):
+                c.append(("cache_in", bytes(data)))
+                s.cache = Cache(bytes(data))
+                return s.cache
+
+            def set_timing_cache(s, cache, ignore_mismatch):
+                c.append(("cache_set", ignore_mismatch))
+
+            def get_timing_cache(s):
+                return s.cache
+
+            def add_optimization_profile(s, p):
+                c.append(("profile",))
+
+        class Builder:
+            def __init__(s, logger):
+                pass
+
+            def create_network(s, flags):
+                c.append(("network", flags))
+                return "net"
+
+            def create_builder_config(s):
+                return Config()
+
+            def create_optimization_profile(s):
+                return Profile()
+
+            def build_serialized_network(s, net, cfg):
+                c.append(("build",))
+                return memoryview(b"PLANBYTES")
+
+        class Parser:
+            num_errors = 0
+
+            def __init__(s, net, logger):
+                pass
+
+            def parse_from_file(s, path):
+                c.append(("parse", Path(path).name))
+                return True
+
+        self.Builder, self.OnnxParser = Builder, Parser
+
+
+def test_build_engine_calls_the_api(monkeypatch, tmp_path):
+    """The build path against a recording stand-in of the tensorrt module: profile shapes, flags,
+    timing cache in and out, and the engine file with its header."""
+    import sys
+
+    from beingh0.deploy import tensorrt as trt_mod
+    from beingh0.deploy.spec import SPEC_KEY
+
+    spec = _spec()
+    m = _model([helper.make_node("Relu", ["x"], ["out"])], [_f("x")], [_f("out")], opset=20)
+    e = m.metadata_props.add()
+    e.key, e.value = SPEC_KEY, spec.to_json()
+    onnx.save(m, str(tmp_path / "p.onnx"))
+    (tmp_path / "cache.bin").write_bytes(b"OLD")
+    calls = []
+    monkeypatch.setitem(sys.modules, "tensorrt", _FakeTRT(calls))
+    head = trt_mod.build_engine(tmp_path / "p.onnx", tmp_path / "p.engine", precision="bf16", min_batch=1, opt_batch=2,
+                                max_batch=4, timing_cache=tmp_path / "cache.bin", workspace_gib=1)
+    assert ("flag", "bf16") in calls and ("pool", "ws", 2**30) in calls and ("network", 0) in calls
+    assert ("shape", "pixel_values", (1, 2, 3, 64, 64), (2, 2, 3, 64, 64), (4, 2, 3, 64, 64)) in calls
+    assert ("shape", "state", (1, 8), (2, 8), (4, 8)) in calls and ("cache_in", b"OLD") in calls
+    assert calls.index(("parse", "p.onnx")) < calls.index(("build",))
+    assert (tmp_path / "cache.bin").read_bytes() == b"CACHEOLD"
+    h, plan = unpack_engine((tmp_path / "p.engine").read_bytes())
+    assert plan == b"PLANBYTES" and h == json.loads(json.dumps(head)) and h["precision"] == "bf16"
+    assert h["versions"]["tensorrt"] == "10.0.0-fake" and h["versions"]["onnx_opset"] == 20
+    with pytest.raises(UserValueError, match="precision"):
+        trt_mod.build_engine(tmp_path / "p.onnx", tmp_path / "q.engine", precision="int8")
