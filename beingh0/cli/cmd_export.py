@@ -11,7 +11,8 @@ def _export(a):
     from ..deploy.commands import export_command
 
     export_command(a.policy, a.format, a.out, max_batch=a.max_batch, opt_batch=a.opt_batch, precision=a.precision,
-                   timing_cache=a.timing_cache, device=a.device, verify=not a.no_verify, quiet=a.quiet)
+                   timing_cache=a.timing_cache, device=a.device, verify=not a.no_verify, quiet=a.quiet,
+                   allow_tensorrt_refusals=a.allow_tensorrt_refusals)
 
 
 def register(sub) -> None:
@@ -28,5 +29,7 @@ def register(sub) -> None:
     s.add_argument("--timing-cache", type=user_path, default=None, help="TensorRT timing cache file (read and updated)")
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the policy runs for export (default: cpu)")
     s.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check")
+    s.add_argument("--allow-tensorrt-refusals", action="store_true",
+                   help="--format onnx: keep a graph TensorRT would refuse (reported) for ONNX Runtime")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(fn=_export)

@@ -25,7 +25,8 @@ class _Progress:
 
 
 def export_command(policy: str, fmt: str, out, *, max_batch: int = 8, opt_batch: int = 1, precision: str = "fp16",
-                   timing_cache=None, device: str = "cpu", verify: bool = True, quiet: bool = False) -> dict:
+                   timing_cache=None, device: str = "cpu", verify: bool = True, quiet: bool = False,
+                   allow_tensorrt_refusals: bool = False) -> dict:
     """Export ``policy`` (checkpoint folder or ``standin[:PRESET]``) to ONNX or a TensorRT engine; prints
     a summary (size, ops, TensorRT coverage, ONNX Runtime error) and returns it as a dict."""
     from .export import export_onnx
@@ -42,7 +43,10 @@ def export_command(policy: str, fmt: str, out, *, max_batch: int = 8, opt_batch:
     say(f"loading policy {policy}")
     module, spec = load_policy_source(policy, device=device)
     onnx_path = out if fmt == "onnx" else out.with_suffix(".onnx")
-    rep = export_onnx(module, spec, onnx_path, max_batch=max_batch, verify=verify, progress=say)
+    if allow_tensorrt_refusals and fmt == "tensorrt":
+        raise UserValueError("--allow-tensorrt-refusals is for --format onnx (ONNX Runtime); TensorRT would refuse the graph")
+    rep = export_onnx(module, spec, onnx_path, max_batch=max_batch, verify=verify, progress=say,
+                      allow_tensorrt_refusals=allow_tensorrt_refusals)
     summary = {"onnx": str(onnx_path), "bytes": rep.bytes, "nodes": rep.nodes, "op_types": rep.op_types,
                "tensorrt_coverage": rep.coverage.summary() if rep.coverage else None,
                "ort_max_abs_err": rep.ort_max_abs_err, "ort_ok": rep.ort_ok}

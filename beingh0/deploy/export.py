@@ -46,6 +46,11 @@ def example_inputs(spec: PolicySpec, batch: int = 2, *, seed: int = 0, device=No
     return out
 
 
+def _device(module: torch.nn.Module) -> torch.device:
+    p = next(iter(module.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 @dataclass
 class ExportReport:
     path: str
@@ -57,6 +62,15 @@ class ExportReport:
     ort_max_abs_err: float | None = None
     ort_ok: bool | None = None
     ort_batches: list[int] = field(default_factory=list)
+
+    def raise_for_problems(self, *, allow_tensorrt_refusals: bool = False) -> None:
+        """``UserValueError`` when TensorRT would refuse the graph (unless allowed) or ONNX Runtime disagrees."""
+        if self.coverage is not None and not self.coverage.ok and not allow_tensorrt_refusals:
+            raise UserValueError(f"{self.path}: TensorRT would refuse this graph: {self.coverage.summary()} "
+                                 "(--allow-tensorrt-refusals keeps the file for ONNX Runtime)")
+        if self.ort_ok is False:
+            raise UserValueError(f"{self.path}: ONNX Runtime disagrees with PyTorch (max |err| {self.ort_max_abs_err:.3g}); "
+                                 "the export is wrong")
 
     def summary(self) -> str:
         lines = [f"{self.path}: {self.bytes / 2**20:.2f} MiB, {self.nodes} nodes, {self.op_types} op types, "
@@ -71,9 +85,10 @@ class ExportReport:
 
 def export_onnx(module: torch.nn.Module, spec: PolicySpec, path, *, max_batch: int = 64, opset: int = 20,
                 check_tensorrt: bool = True, verify: bool = True, progress: Callable[[str], None] | None = None,
-                external_data: bool | None = None) -> ExportReport:
+                external_data: bool | None = None, allow_tensorrt_refusals: bool = False) -> ExportReport:
     """Export ``module`` to ``path`` (see the module docstring); raises ``UserValueError`` when the
-    graph has an operator TensorRT refuses (``check_tensorrt``) or ONNX Runtime disagrees (``verify``).
+    graph has an operator TensorRT refuses (``check_tensorrt``; ``allow_tensorrt_refusals`` only reports
+    it, for an ONNX Runtime-only deployment) or ONNX Runtime disagrees (``verify``).
     ``external_data``: weights beside the file (None: when they pass 1.8 GiB; protobuf's limit is 2 GiB).
     """
     import onnx
@@ -82,7 +97,7 @@ def export_onnx(module: torch.nn.Module, spec: PolicySpec, path, *, max_batch: i
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
-    device = next(module.parameters()).device
+    device = _device(module)
     ex = example_inputs(spec, 2, device=device)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     dyn = {t.name: {ax: batch for ax in t.dynamic_axes} for t in spec.inputs}
@@ -116,11 +131,7 @@ def export_onnx(module: torch.nn.Module, spec: PolicySpec, path, *, max_batch: i
         say("verifying in ONNX Runtime against PyTorch")
         rep.ort_batches = [1, 3]
         rep.ort_max_abs_err, rep.ort_ok = verify_onnx(path, module, spec, batches=rep.ort_batches)
-    if rep.coverage is not None and not rep.coverage.ok:
-        raise UserValueError(f"{path}: TensorRT would refuse this graph: {rep.coverage.summary()}")
-    if rep.ort_ok is False:
-        raise UserValueError(f"{path}: ONNX Runtime disagrees with PyTorch (max |err| {rep.ort_max_abs_err:.3g}); "
-                             "the export is wrong")
+    rep.raise_for_problems(allow_tensorrt_refusals=allow_tensorrt_refusals)
     return rep
 
 
@@ -130,7 +141,7 @@ def verify_onnx(path, module: torch.nn.Module, spec: PolicySpec, *, batches=(1, 
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    device = next(module.parameters()).device
+    device = _device(module)
     worst, ok = 0.0, True
     for b in batches:
         ex = example_inputs(spec, b, seed=seed + b)

@@ -103,3 +103,25 @@ def test_runtime_bad_inputs(tiny_export):
         PolicyRuntime.create("tflite", module=module, spec=spec)
     with pytest.raises(UserValueError, match="needs an exported"):
         PolicyRuntime.create("onnxruntime")
+
+
+class _MaskedScatterCore(torch.nn.Module):
+    """InternVL's way of placing image features (masked_scatter): exports to NonZero on a BOOL tensor,
+    which TensorRT 10.0's matrix refuses (NonZero: FP32, FP16)."""
+
+    def forward(self, input_ids, feats):
+        emb = torch.zeros(input_ids.shape[0], input_ids.shape[1], 4) + input_ids[..., None]
+        mask = (input_ids == 5).unsqueeze(-1).expand_as(emb)
+        return emb.masked_scatter(mask, feats.reshape(-1, 4))
+
+
+def test_export_refuses_what_tensorrt_would(tmp_path):
+    from beingh0.deploy.export import export_onnx
+    from beingh0.deploy.spec import BATCH, PolicySpec, TensorSpec
+
+    spec = PolicySpec(inputs=[TensorSpec("input_ids", (BATCH, 4), "int64"), TensorSpec("feats", (BATCH, 2, 4))],
+                      outputs=[TensorSpec("out", (BATCH, 4, 4))], meta={"prompt_ids": [1, 5, 5, 2]})
+    rep = export_onnx(_MaskedScatterCore(), spec, tmp_path / "m.onnx", max_batch=4, allow_tensorrt_refusals=True)
+    assert not rep.coverage.ok and rep.ort_ok and (tmp_path / "m.onnx").is_file()
+    with pytest.raises(UserValueError, match="TensorRT would refuse this graph.*NonZero"):
+        rep.raise_for_problems()  # what export_onnx does without allow_tensorrt_refusals
