@@ -13,13 +13,16 @@ The data file ``data/tensorrt_onnx_operators.json`` is TensorRT 10.0's operator 
   aspect policy; pooling ``dilations``; the extra outputs of ``LayerNormalization`` and ``MaxPool``;
   ``TopK`` ``sorted`` and ``K``; ``ScatterND`` ``reduction``; ``LSTM`` ``input_forget``/``layout``;
   ``Constant`` sparse/string values; ``axes`` inputs that must be initializers (Reduce*, Slice,
-  Squeeze, Pad, CumSum) or constants (Unsqueeze);
+  Squeeze, Pad, CumSum) or constants (Unsqueeze); Dropout's ``training_mode``; UINT8 tensors
+  inside the network (TensorRT: network inputs and outputs only); non-zero quantisation zero points;
 * a default-domain opset outside the supported range (9-20).
 """
 from __future__ import annotations
 
 import json
 import re
+
+import numpy as np
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -148,6 +151,8 @@ def _restrictions(node, constants: set[str], used: set[str]) -> list[str]:
             out.append("layout must be 0")
     if op == "Constant" and any(a.name in ("sparse_value", "value_string", "value_strings") for a in node.attribute):
         out.append("sparse_value / value_string(s) attributes are unsupported")
+    if op == "Dropout" and len(node.input) > 2 and node.input[2] and node.input[2] not in constants:
+        out.append("training_mode is computed at run time (must be an initializer that is False)")
     i = _AXES_INPUT.get(op)
     if i is not None and len(node.input) > i and node.input[i] and node.input[i] not in constants:
         out.append(f"input {i} (axes) is computed at run time (must be an initializer)")
@@ -178,6 +183,9 @@ def check_tensorrt_coverage(model, matrix: dict | None = None) -> CoverageReport
             types[vi.name] = vi.type.tensor_type.elem_type
     for init in g.initializer:
         types[init.name] = init.data_type
+
+    io_names = {v.name for v in g.input} | {v.name for v in g.output}
+    inits = {i.name: i for i in g.initializer}
 
     def visit(graph, where: str):
         constants = {i.name for i in graph.initializer}
@@ -210,6 +218,15 @@ def check_tensorrt_coverage(model, matrix: dict | None = None) -> CoverageReport
                 elif t not in allowed:
                     rep.errors.append(f"{label}: tensor {name} has type {t}; TensorRT supports {sorted(allowed)} here")
             rep.errors.extend(f"{label}: {msg}" for msg in _restrictions(node, constants, used))
+            # "UINT8 is only supported as network input or output tensor types"
+            for name in list(node.input) + list(node.output):
+                if name and _ONNX_TYPES.get(types.get(name, 0)) == "UINT8" and name not in io_names:
+                    rep.errors.append(f"{label}: {name} is UINT8 inside the network (TensorRT: only as a network "
+                                      "input or output)")
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+                zp = inits.get(node.input[2])
+                if zp is not None and np.any(onnx.numpy_helper.to_array(zp) != 0):
+                    rep.errors.append(f"{label}: the zero point must be 0")
             for a in node.attribute:
                 if a.type == onnx.AttributeProto.GRAPH:
                     visit(a.g, f" (in {node.op_type}.{a.name})")

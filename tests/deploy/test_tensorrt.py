@@ -65,6 +65,7 @@ def test_checker_accepts_supported_graph():
     ("unsupported", "operator BitShift is unsupported"), ("unlisted", "not listed"),
     ("axes", "axes"), ("opset", "opset 21"), ("type", "type INT8"), ("layernorm", "only the first output"),
     ("subgraph", "(in If.then_branch)"), ("dilations", "dilations"), ("topk", "sorted=0"),
+    ("uint8", "UINT8 inside the network"), ("zero_point", "zero point must be 0"),
 ])
 def test_checker_refuses(case, expect):
     x, out = _f("x"), _f("out")
@@ -110,6 +111,13 @@ def test_checker_refuses(case, expect):
         inits = [helper.make_tensor("k", TensorProto.INT64, [1], [2])]
         nodes = [helper.make_node("TopK", ["x", "k"], ["out", "idx"], sorted=0)]
         out = [out, _f("idx", t=TensorProto.INT64)]
+    elif case == "uint8":  # uint8 in, cast to uint8 inside, back to float: the middle tensor is refused
+        nodes = [helper.make_node("Cast", ["x"], ["u"], to=TensorProto.UINT8),
+                 helper.make_node("Cast", ["u"], ["out"], to=TensorProto.FLOAT)]
+    elif case == "zero_point":
+        inits = [helper.make_tensor("sc", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("zp", TensorProto.INT8, [], [3])]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["q"]),
+                 helper.make_node("DequantizeLinear", ["q", "sc", "zp"], ["out"])]
     m = _model(nodes, x if isinstance(x, list) else [x], out if isinstance(out, list) else [out], inits, opset, vi)
     rep = check_tensorrt_coverage(m)
     assert not rep.ok and expect in " | ".join(rep.errors), rep.errors
