@@ -7,8 +7,8 @@ The data file ``data/tensorrt_onnx_operators.json`` is TensorRT 10.0's operator 
 
 * a domain other than the default ONNX domain (custom / ``com.microsoft`` ops need a plugin);
 * an operator the matrix does not list or marks unsupported;
-* an input type outside the operator's "Supported Types" (where shape inference knows it; a
-  Cast's output too; DOUBLE is cast down by TensorRT and reported as a warning);
+* a data-tensor type outside the operator's "Supported Types" (where shape inference knows it: the
+  first input, every input of element-wise and joining ops, a Cast's output; DOUBLE is cast down by TensorRT and reported as a warning);
 * the restrictions of the matrix that can be read off the graph: ``Resize`` modes, antialiasing and
   aspect policy; pooling ``dilations``; the extra outputs of ``LayerNormalization`` and ``MaxPool``;
   ``TopK`` ``sorted`` and ``K``; ``ScatterND`` ``reduction``; ``LSTM`` ``input_forget``/``layout``;
@@ -44,6 +44,11 @@ _ONNX_TYPES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOO
 _AXES_INPUT = {"Slice": 3, "Squeeze": 1, "Unsqueeze": 1, "Pad": 3, "CumSum": 1,
                **{f"Reduce{r}": 1 for r in ("L1", "L2", "LogSum", "LogSumExp", "Max", "Mean", "Min", "Prod", "Sum",
                                             "SumSquare")}}
+
+
+# ops whose every input is a data tensor of the checked type
+_ALL_DATA_INPUTS = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum", "Mod", "PRelu", "Equal", "Greater",
+                    "GreaterOrEqual", "Less", "LessOrEqual", "And", "Or", "Xor", "Concat", "MatMul", "Gemm"}
 
 
 def parse_matrix(text: str) -> dict:
@@ -207,9 +212,16 @@ def check_tensorrt_coverage(model, matrix: dict | None = None) -> CoverageReport
                                   f" in TensorRT {matrix['tensorrt_version']}")
                 continue
             allowed = set(entry["types"])
-            # "Supported Types" are the operator's input types (a comparison's BOOL output is fine);
-            # a Cast's target type too
-            for name in list(node.input) + (list(node.output) if node.op_type in ("Cast", "CastLike") else []):
+            # "Supported Types" are the type of the operator's data tensor: its first input (all inputs of
+            # the element-wise and joining ops; a Cast's target type too). Index, shape and axes inputs
+            # (Gather indices, Reshape shape, CumSum axis...) are INT64 by the ONNX spec and not meant.
+            if node.op_type in _ALL_DATA_INPUTS:
+                data = list(node.input)
+            elif node.op_type == "Where":
+                data = list(node.input[1:])
+            else:
+                data = list(node.input[:1])
+            for name in data + (list(node.output) if node.op_type in ("Cast", "CastLike") else []):
                 t = _ONNX_TYPES.get(types.get(name, 0))
                 if not name or t is None or not allowed:
                     continue

@@ -52,12 +52,14 @@ def _f(name, shape=(1, 3, 8, 8), t=TensorProto.FLOAT):
 def test_checker_accepts_supported_graph():
     w = helper.make_tensor("w", TensorProto.FLOAT, [8, 8], np.ones(64, np.float32).tolist())
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [3])
+    ax = helper.make_tensor("ax", TensorProto.INT64, [], [3])
     m = _model([helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["z"]),
-                helper.make_node("ReduceMean", ["z", "axes"], ["out"], keepdims=1)],
-               [_f("x")], [_f("out", (1, 3, 8, 1))], [w, axes], opset=18)
+                helper.make_node("CumSum", ["z", "ax"], ["c"]),  # INT64 axis input: not the data type
+                helper.make_node("ReduceMean", ["c", "axes"], ["out"], keepdims=1)],
+               [_f("x")], [_f("out", (1, 3, 8, 1))], [w, axes, ax], opset=18)
     rep = check_tensorrt_coverage(m)
     assert rep.ok, rep.errors
-    assert rep.nodes == 3 and rep.ops == {"MatMul": 1, "Relu": 1, "ReduceMean": 1}
+    assert rep.nodes == 4 and rep.ops == {"MatMul": 1, "Relu": 1, "CumSum": 1, "ReduceMean": 1}
 
 
 @pytest.mark.parametrize("case,expect", [
@@ -66,6 +68,7 @@ def test_checker_accepts_supported_graph():
     ("axes", "axes"), ("opset", "opset 21"), ("type", "type INT8"), ("layernorm", "only the first output"),
     ("subgraph", "(in If.then_branch)"), ("dilations", "dilations"), ("topk", "sorted=0"),
     ("uint8", "UINT8 inside the network"), ("zero_point", "zero point must be 0"),
+    ("cumsum_int", "CumSum"),  # position ids as attention_mask.long().cumsum(-1): INT64 CumSum is refused
 ])
 def test_checker_refuses(case, expect):
     x, out = _f("x"), _f("out")
@@ -111,6 +114,10 @@ def test_checker_refuses(case, expect):
         inits = [helper.make_tensor("k", TensorProto.INT64, [1], [2])]
         nodes = [helper.make_node("TopK", ["x", "k"], ["out", "idx"], sorted=0)]
         out = [out, _f("idx", t=TensorProto.INT64)]
+    elif case == "cumsum_int":
+        x, out = _f("x", t=TensorProto.INT64), _f("out", t=TensorProto.INT64)
+        inits = [helper.make_tensor("ax", TensorProto.INT64, [], [3])]
+        nodes = [helper.make_node("CumSum", ["x", "ax"], ["out"])]
     elif case == "uint8":  # uint8 in, cast to uint8 inside, back to float: the middle tensor is refused
         nodes = [helper.make_node("Cast", ["x"], ["u"], to=TensorProto.UINT8),
                  helper.make_node("Cast", ["u"], ["out"], to=TensorProto.FLOAT)]
