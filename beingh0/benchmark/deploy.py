@@ -20,7 +20,7 @@ import torch
 
 from .common import stamp, write_records
 
-__all__ = ["run_deploy_bench", "GPU_TARGET"]
+__all__ = ["GPU_TARGET", "run_deploy_bench"]
 
 GPU_TARGET = {"p50_ms": 8.0, "p99_ms": 12.0, "speedup_vs_eager": 5.0, "device": "H100"}
 
@@ -107,7 +107,7 @@ def run_deploy_bench(*, preset: str | None = None, device: str = "cpu", backends
             warm = 5 if b == "compiled" else 2
             pre = []
 
-            def call():
+            def call(rt=rt, pre=pre):
                 rt.predict(image, state)
                 pre.append(rt.timings["preprocess_ms"])
 

@@ -77,7 +77,7 @@ class PolicyClient:
                 if n > self.max_message:
                     raise ConnectionError(f"reply of {n} bytes exceeds the limit")
                 reply = unpack(self._recv_exact(n), max_message=self.max_message)
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 self.close()
                 raise TimeoutError(f"the policy server at {self.host}:{self.port} did not answer within {self.timeout_s} s") from None
             except BaseException:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.errors import UserValueError
 
-__all__ = ["export_command", "serve_command", "make_runtime", "simulate_command", "warmup"]
+__all__ = ["export_command", "make_runtime", "serve_command", "simulate_command", "warmup"]
 
 
 class _Progress:

@@ -21,7 +21,6 @@ A robot is anything with ``n`` (joints), ``observe() -> (image, state)`` and ``c
 """
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 
 from ..core.errors import UserValueError
 
-__all__ = ["JointLimits", "SimulatedRobot", "ControlLoop", "ControlLog"]
+__all__ = ["ControlLog", "ControlLoop", "JointLimits", "SimulatedRobot"]
 
 
 @dataclass
@@ -50,7 +49,7 @@ class JointLimits:
             raise UserValueError("joint limits: need lower <= upper and max_velocity > 0")
 
     @classmethod
-    def uniform(cls, n: int, lower=-1.0, upper=1.0, max_velocity=2.0) -> "JointLimits":
+    def uniform(cls, n: int, lower=-1.0, upper=1.0, max_velocity=2.0) -> JointLimits:
         return cls(np.full(n, lower), np.full(n, upper), np.full(n, max_velocity))
 
     def clip(self, target: np.ndarray, previous: np.ndarray, dt: float) -> tuple[np.ndarray, bool]:

@@ -9,9 +9,9 @@ Tolerance: ``ORT_ATOL`` + ``ORT_RTOL`` x |reference| (float32; the tiny stand-in
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import torch
 from ..core.errors import UserValueError
 from .spec import SPEC_KEY, PolicySpec
 
-__all__ = ["ExportReport", "example_inputs", "export_onnx", "verify_onnx", "read_onnx_spec", "ORT_ATOL", "ORT_RTOL"]
+__all__ = ["ORT_ATOL", "ORT_RTOL", "ExportReport", "example_inputs", "export_onnx", "read_onnx_spec", "verify_onnx"]
 
 #: ONNX Runtime vs PyTorch (float32, CPU): |ort - torch| <= ORT_ATOL + ORT_RTOL * |torch|.
 ORT_ATOL, ORT_RTOL = 1e-4, 1e-3
@@ -73,8 +73,8 @@ class ExportReport:
                                  "the export is wrong")
 
     def summary(self) -> str:
-        lines = [f"{self.path}: {self.bytes / 2**20:.2f} MiB, {self.nodes} nodes, {self.op_types} op types, "
-                 f"exported in {self.export_s:.1f} s"]
+        lines = [(f"{self.path}: {self.bytes / 2**20:.2f} MiB, {self.nodes} nodes, {self.op_types} op types, "
+                  f"exported in {self.export_s:.1f} s")]
         if self.coverage is not None:
             lines.append(self.coverage.summary())
         if self.ort_ok is not None:

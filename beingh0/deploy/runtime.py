@@ -93,7 +93,7 @@ class PolicyRuntime:
     @classmethod
     def create(cls, backend: str, *, module: torch.nn.Module | None = None, spec: PolicySpec | None = None,
                onnx_path=None, engine_path=None, device: str = "cpu", compile_mode: str | None = None,
-               compile_backend: str = "inductor") -> "PolicyRuntime":
+               compile_backend: str = "inductor") -> PolicyRuntime:
         """A runtime of ``backend``: eager/compiled need ``module`` and ``spec``; onnxruntime an ONNX file
         (spec from its metadata); tensorrt an engine file (spec from its header). ``compile_backend``:
         torch.compile's backend (tests on CPU use ``aot_eager``: inductor's C++ build of the tiny VLA

@@ -33,9 +33,18 @@ import traceback
 import numpy as np
 
 from ..core.errors import UserError, UserValueError
-from .wire import MAX_MESSAGE, HEADER, WireError, decode_array, encode_array, frame, pack, unpack
+from .wire import (
+    HEADER,
+    MAX_MESSAGE,
+    WireError,
+    decode_array,
+    encode_array,
+    frame,
+    pack,
+    unpack,
+)
 
-__all__ = ["PolicyServer", "DEFAULT_PORT"]
+__all__ = ["DEFAULT_PORT", "PolicyServer"]
 
 DEFAULT_PORT = 8765
 log = logging.getLogger("beingh0.deploy.server")
@@ -58,7 +67,7 @@ def _signature(r) -> tuple:
 
 
 class _Request:
-    __slots__ = ("image", "state", "ids", "fut", "loop", "t0")
+    __slots__ = ("fut", "ids", "image", "loop", "state", "t0")
 
     def __init__(self, image, state, ids, fut, loop):
         self.image, self.state, self.ids, self.fut, self.loop = image, state, ids, fut, loop
@@ -91,7 +100,7 @@ class PolicyServer:
         self._meta = self._metadata()
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "PolicyServer":
+    def start(self) -> PolicyServer:
         if self._threads:
             return self
         w = threading.Thread(target=self._worker, name="beingh0-infer", daemon=True)
@@ -186,8 +195,8 @@ class PolicyServer:
             self._clients -= 1
             try:
                 writer.close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as e:  # noqa: BLE001 -- the peer is gone; nothing left to do
+                log.debug("closing a connection: %r", e)
 
     async def _send(self, writer, reply: dict) -> bool:
         try:
@@ -210,9 +219,9 @@ class PolicyServer:
                 rid = None
                 raise WireError("bad_request", "id must be an int or a short string")
             token = msg.get("token")
-            if self._token is not None:
-                if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self._token):
-                    raise WireError("unauthorized", "missing or wrong token")
+            if self._token is not None and (not isinstance(token, str)
+                                            or not hmac.compare_digest(token.encode(), self._token)):
+                raise WireError("unauthorized", "missing or wrong token")
             op = msg.get("op")
             if op == "health":
                 return {"ok": True, "id": rid, "status": "ok", "uptime_s": time.time() - self._t_start,

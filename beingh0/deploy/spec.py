@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.errors import UserValueError
 
-__all__ = ["TensorSpec", "PolicySpec", "BATCH", "SPEC_KEY", "DTYPES"]
+__all__ = ["BATCH", "DTYPES", "SPEC_KEY", "PolicySpec", "TensorSpec"]
 
 #: Name of the dynamic batch dimension in every shape.
 BATCH = "batch"
@@ -107,7 +107,7 @@ class PolicySpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PolicySpec":
+    def from_dict(cls, d: dict) -> PolicySpec:
         try:
             return cls(inputs=[TensorSpec(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in d["inputs"]],
                        outputs=[TensorSpec(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in d["outputs"]],
@@ -116,7 +116,7 @@ class PolicySpec:
             raise UserValueError(f"malformed policy spec ({type(e).__name__}: {e}); re-export the policy") from None
 
     @classmethod
-    def from_json(cls, text: str) -> "PolicySpec":
+    def from_json(cls, text: str) -> PolicySpec:
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as e:

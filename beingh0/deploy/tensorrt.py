@@ -21,8 +21,16 @@ from pathlib import Path
 from ..core.errors import UserError, UserValueError
 from .spec import PolicySpec
 
-__all__ = ["TensorRTUnavailable", "require_tensorrt", "profile_shapes", "pack_engine", "unpack_engine", "build_engine",
-           "TensorRTEngine", "MAGIC"]
+__all__ = [
+    "MAGIC",
+    "TensorRTEngine",
+    "TensorRTUnavailable",
+    "build_engine",
+    "pack_engine",
+    "profile_shapes",
+    "require_tensorrt",
+    "unpack_engine",
+]
 
 MAGIC = b"BH0TRT01"
 
@@ -33,7 +41,7 @@ class TensorRTUnavailable(UserError, ImportError):
 
 def require_tensorrt():
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except ImportError as e:
         raise TensorRTUnavailable(f"TensorRT is not available here ({e}); install NVIDIA's tensorrt wheel on the robot PC "
                                   "(pip install tensorrt from pypi.nvidia.com) or use --format onnx / --runtime onnxruntime") from None

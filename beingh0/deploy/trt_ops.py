@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import json
 import re
-
-import numpy as np
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from ..core.errors import UserValueError
 
-__all__ = ["CoverageReport", "check_tensorrt_coverage", "load_matrix", "parse_matrix", "DATA_FILE"]
+__all__ = ["DATA_FILE", "CoverageReport", "check_tensorrt_coverage", "load_matrix", "parse_matrix"]
 
 DATA_FILE = "tensorrt_onnx_operators.json"
 SOURCE = ("github.com/onnx/onnx-tensorrt docs/operators.md at commit 96e781103cfc4adf4a6bb557e94bac8e693f6f4c "
@@ -59,7 +59,7 @@ def parse_matrix(text: str) -> dict:
     types = re.search(r"supports the following ONNX data types: ([A-Z0-9, and]+)", text)
     ops = {}
     for line in text.splitlines():
-        if not line.startswith("| ") or line.startswith("| Operator") or line.startswith("|--"):
+        if not line.startswith("| ") or line.startswith(("| Operator", "|--")):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 2 or not re.fullmatch(r"[A-Za-z0-9]+", cells[0]):
@@ -144,9 +144,8 @@ def _restrictions(node, constants: set[str], used: set[str]) -> list[str]:
         out.append("the Indices output is used (unsupported)")
     if op == "LayerNormalization" and any(o and o in used for o in node.output[1:]):
         out.append("an output other than Y is used (only the first output is supported)")
-    if op == "TopK":
-        if _attr(node, "sorted", 1) != 1:
-            out.append("sorted=0 (must be 1)")
+    if op == "TopK" and _attr(node, "sorted", 1) != 1:
+        out.append("sorted=0 (must be 1)")
     if op == "ScatterND" and _s(_attr(node, "reduction", b"none")) != "none":
         out.append("reduction is not supported")
     if op == "LSTM":

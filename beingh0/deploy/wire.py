@@ -14,7 +14,7 @@ import struct
 import msgpack
 import numpy as np
 
-__all__ = ["WireError", "DTYPES", "MAX_MESSAGE", "HEADER", "encode_array", "decode_array", "pack", "unpack", "frame"]
+__all__ = ["DTYPES", "HEADER", "MAX_MESSAGE", "WireError", "decode_array", "encode_array", "frame", "pack", "unpack"]
 
 #: Array dtypes accepted on the wire (numpy names; little-endian).
 DTYPES = ("uint8", "int32", "int64", "float16", "float32", "float64", "bool")

@@ -90,7 +90,7 @@ def test_runtimes_agree(tiny_export):
 
 
 def test_runtime_bad_inputs(tiny_export):
-    module, spec, path, _ = tiny_export
+    module, spec, _, _ = tiny_export
     rt = PolicyRuntime.create("eager", module=module, spec=spec)
     img = np.zeros((32, 32, 3), np.uint8)
     with pytest.raises(UserValueError, match="image must be uint8"):

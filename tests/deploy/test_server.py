@@ -15,9 +15,14 @@ import pytest
 from beingh0.core.errors import UserValueError
 from beingh0.deploy.client import PolicyClient, PolicyServerError
 from beingh0.deploy.server import PolicyServer
-from beingh0.deploy.wire import WireError, decode_array, encode_array, frame, pack, unpack
-
-from .conftest import FakeRuntime
+from beingh0.deploy.wire import (
+    WireError,
+    decode_array,
+    encode_array,
+    frame,
+    pack,
+    unpack,
+)
 
 TOKEN = "s3cret-token"
 
@@ -102,7 +107,7 @@ def _hostile(i: int, rng: random.Random) -> bytes:
             "state": encode_array(np.zeros(4, np.float32))}
     k = i % 12
     if k == 0:
-        return pack({**good, "token": "bad%d" % i})
+        return pack({**good, "token": f"bad{i}"})
     if k == 1:
         return pickle.dumps({"op": "infer", "token": TOKEN, "x": np.zeros(3)})
     if k == 2:
@@ -194,12 +199,12 @@ def test_timeouts_both_sides(fake_runtime):
         with PolicyClient(port=srv.port, token=TOKEN) as c, pytest.raises(PolicyServerError) as e:
             c.infer(_img(), np.ones(4, np.float32))
         assert e.value.code == "timeout"
-    with PolicyServer(fake_runtime, port=0, token=TOKEN, infer_timeout_s=5).start() as srv:
-        with PolicyClient(port=srv.port, token=TOKEN, timeout_s=0.2) as c:
-            with pytest.raises(TimeoutError):
-                c.infer(_img(), np.ones(4, np.float32))
-            time.sleep(0.6)
-            assert c.health()["status"] == "ok"  # reconnects
+    with PolicyServer(fake_runtime, port=0, token=TOKEN, infer_timeout_s=5).start() as srv, \
+            PolicyClient(port=srv.port, token=TOKEN, timeout_s=0.2) as c:
+        with pytest.raises(TimeoutError):
+            c.infer(_img(), np.ones(4, np.float32))
+        time.sleep(0.6)
+        assert c.health()["status"] == "ok"  # reconnects
 
 
 def test_many_concurrent_clients_batch(fake_runtime):

@@ -10,12 +10,19 @@ import pytest
 
 from beingh0.core.errors import UserValueError
 from beingh0.deploy.spec import BATCH, PolicySpec, TensorSpec
-from beingh0.deploy.tensorrt import (MAGIC, TensorRTUnavailable, engine_header, pack_engine, profile_shapes,
-                                     require_tensorrt, unpack_engine)
+from beingh0.deploy.tensorrt import (
+    MAGIC,
+    TensorRTUnavailable,
+    engine_header,
+    pack_engine,
+    profile_shapes,
+    require_tensorrt,
+    unpack_engine,
+)
 from beingh0.deploy.trt_ops import check_tensorrt_coverage, load_matrix, parse_matrix
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, helper
 
 MATRIX_MD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "third_party" / "onnx-tensorrt-operators.md"
 
