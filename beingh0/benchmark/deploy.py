@@ -52,11 +52,14 @@ def _time(fn, *, warmup: int, repeats: int | None, min_time_s: float, device: st
     return _percentiles(times), peak
 
 
-def run_deploy_bench(*, preset: str | None = None, device: str = "cpu", backends=None, batch: int = 1,
+def run_deploy_bench(*, preset: str | None = None, policy: str = "standin", device: str = "cpu", backends=None, batch: int = 1,
                      image_hw=(480, 640), chunk: int = 16, state_dim: int = 8, action_dim: int = 8,
                      repeats: int | None = None, min_time_s: float = 2.0, json_path=None, compile_backend: str = "inductor",
                      quiet: bool = False) -> list[dict]:
-    """Time ``PolicyRuntime.predict`` per backend; returns (and optionally writes) the records."""
+    """Time ``PolicyRuntime.predict`` per backend; returns (and optionally writes) the records.
+
+    ``policy``: ``standin`` (the VLA stand-in of ``preset``) or ``tiny-policy`` (a random tiny
+    ``BeingH0Policy`` through the deploy adapter, one camera of ``image_hw``)."""
     from ..deploy.export import export_onnx
     from ..deploy.runtime import PolicyRuntime, available_backends
     from ..deploy.standin import standin_policy
@@ -72,14 +75,23 @@ def run_deploy_bench(*, preset: str | None = None, device: str = "cpu", backends
     avail = available_backends(device)
     if backends is None:
         backends = ["eager", "compiled", "onnxruntime"]
-    say(f"building the {preset} stand-in ({str(dtype).removeprefix('torch.')}, random weights) on {device}")
-    module, spec = standin_policy(preset, chunk=chunk, state_dim=state_dim, action_dim=action_dim, dtype=dtype,
-                                  device=device)
+    if policy == "tiny-policy":
+        from ..deploy.policy_adapter import deployable_from_policy
+        from .policy import tiny_policy
+
+        say(f"building a random tiny BeingH0Policy on {device}")
+        pol = tiny_policy(state_dim=state_dim, action_dim=action_dim, chunk=chunk).eval().to(device)
+        module, spec = deployable_from_policy(pol, image_sizes={c: image_hw[::-1] for c in pol.spec.cameras})
+        preset, dtype = "tiny-policy", torch.float32
+    else:
+        say(f"building the {preset} stand-in ({str(dtype).removeprefix('torch.')}, random weights) on {device}")
+        module, spec = standin_policy(preset, chunk=chunk, state_dim=state_dim, action_dim=action_dim, dtype=dtype,
+                                      device=device)
     params = sum(p.numel() for p in module.parameters())
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (batch, *image_hw, 3), dtype=np.uint8)
     state = rng.normal(size=(batch, state_dim)).astype(np.float32)
-    shape = {"preset": preset, "batch": batch, "image": list(image_hw), "tiles": spec.input("pixel_values").shape[1],
+    shape = {"policy": preset, "batch": batch, "image": list(image_hw), "tiles": spec.input("pixel_values").shape[1],
              "tile": spec.meta["tile"], "prompt_len": spec.input("input_ids").shape[1], "chunk": chunk,
              "action_dim": action_dim, "params": params}
     records, ref, base_ms = [], None, None
@@ -96,7 +108,7 @@ def run_deploy_bench(*, preset: str | None = None, device: str = "cpu", backends
                     raise RuntimeError("onnxruntime has no CUDAExecutionProvider here (onnxruntime-gpu not installed)")
                 path = Path(tmp.name) / f"{preset}.onnx"
                 say(f"exporting {preset} to ONNX for ONNX Runtime")
-                export_onnx(module, spec, path, max_batch=max(8, batch), verify=not cuda, check_tensorrt=True)
+                export_onnx(module, spec, path, max_batch=max(8, batch), verify=not cuda, allow_tensorrt_refusals=True)
                 rt = PolicyRuntime.create("onnxruntime", onnx_path=path, device=device)
             elif b == "tensorrt":
                 raise RuntimeError("build an engine with beingh0 export --format tensorrt and time it on the robot PC")
@@ -141,14 +153,16 @@ def _main(argv=None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m beingh0.benchmark.deploy", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--preset", default=None, help="VLA preset (default: tiny on cpu, 1b on cuda)")
+    p.add_argument("--preset", default=None, help="VLA preset of the stand-in (default: tiny on cpu, 1b on cuda)")
+    p.add_argument("--policy", choices=["standin", "tiny-policy"], default="standin",
+                   help="the VLA stand-in, or a random tiny BeingH0Policy through the deploy adapter")
     p.add_argument("--backends", nargs="+", default=None, help="default: eager compiled onnxruntime")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--min-time", type=float, default=2.0)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    run_deploy_bench(preset=a.preset, device=a.device, backends=a.backends, batch=a.batch, repeats=a.repeats,
+    run_deploy_bench(preset=a.preset, policy=a.policy, device=a.device, backends=a.backends, batch=a.batch, repeats=a.repeats,
                      min_time_s=a.min_time, json_path=a.json)
 
 
