@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 policy_mod = pytest.importorskip("beingh0.policy")
 
@@ -14,6 +13,7 @@ STATE, CAM, W, H = 6, "cam_high", 160, 120
 @pytest.fixture(scope="module")
 def tiny_policy():
     from beingh0.policy import BeingH0Policy, PolicyConfig, PolicySpec
+
     from beingh0.vla import VLA
 
     rng = np.random.default_rng(0)

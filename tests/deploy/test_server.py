@@ -242,3 +242,31 @@ def test_several_cameras(fake_runtime):
         np.testing.assert_allclose(a, fake_runtime.predict(imgs, np.ones(4, np.float32)), rtol=1e-6)
         with pytest.raises(PolicyServerError, match="exactly the cameras"):
             c.infer({"left": _img()}, np.ones(4, np.float32))
+
+
+def test_busy_when_full(fake_runtime):
+    fake_runtime.delay_s = 0.3
+    with PolicyServer(fake_runtime, port=0, token=TOKEN, max_clients=2).start() as srv:
+        socks = [socket.create_connection(srv.address, timeout=3) for _ in range(2)]
+        time.sleep(0.1)
+        with socket.create_connection(srv.address, timeout=3) as s:  # the third client is turned away
+            r = unpack(_recv(s, struct.unpack("!I", _recv(s, 4))[0]))
+            assert r["error"]["code"] == "busy"
+        [s.close() for s in socks]
+    with PolicyServer(fake_runtime, port=0, token=TOKEN, max_queue=1, max_batch=1).start() as srv:
+        codes = {}
+
+        def one(k):
+            try:
+                with PolicyClient(port=srv.port, token=TOKEN) as c:
+                    c.infer(_img(), np.ones(4, np.float32))
+                    codes[k] = "ok"
+            except PolicyServerError as e:
+                codes[k] = e.code
+
+        ts = [threading.Thread(target=one, args=(k,)) for k in range(3)]
+        for t in ts:  # 1st: inferring (0.3 s), 2nd: queued, 3rd: the queue is full
+            t.start()
+            time.sleep(0.08)
+        [t.join() for t in ts]
+        assert sorted(codes.values()) == ["busy", "ok", "ok"], codes
