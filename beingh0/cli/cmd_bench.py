@@ -1,4 +1,4 @@
-"""``beingh0 bench {mano,grq,warp,ce,data,pretrain}``: kernels, the loader and a training step against their anchors (beingh0.benchmark)."""
+"""``beingh0 bench {mano,grq,warp,ce,data,pretrain,policy}``: kernels, the loader and a training step against their anchors (beingh0.benchmark)."""
 from __future__ import annotations
 
 from .common import parse_size, user_path
@@ -50,6 +50,12 @@ def _bench_pretrain(a):
     run_pretrain_bench(device=a.device, config=a.config, batch=a.batch, seq_len=a.seq_len, precision=a.precision,
                        repeats=a.repeats, json_path=a.json, threads=a.threads, baseline=not a.no_baseline,
                        gradient_checkpointing=a.gradient_checkpointing)
+
+
+def _bench_policy(a):
+    from ..benchmark.policy import run
+
+    run(repeats=a.repeats, threads=a.threads, device=a.device, json_path=a.json)
 
 
 def register(sub) -> None:
@@ -152,3 +158,10 @@ def register(sub) -> None:
     s.add_argument("--repeats", type=int, default=None, help="timed steps (default: adaptive)")
     s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
     s.set_defaults(fn=_bench_pretrain)
+
+    s = bench.add_parser("policy", help="policy forward latency (image + state -> action chunk, preprocessing included), tiny")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
+    s.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    s.add_argument("--repeats", type=int, default=None, help="timed calls (default: adaptive)")
+    s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
+    s.set_defaults(fn=_bench_policy)

@@ -1,4 +1,4 @@
-"""``beingh0 data {build,stats,synth,show,tokenize,balance}``: UniHand data (beingh0.data, balancing from beingh0.align)."""
+"""``beingh0 data {build,stats,synth,synth-robot,show,tokenize,balance}``: UniHand data (beingh0.data, balancing from beingh0.align)."""
 from __future__ import annotations
 
 import dataclasses
@@ -49,6 +49,16 @@ def _synth(a):
     kind = f"{cfg.size[0]}x{cfg.size[1]} {cfg.image_format}" if cfg.frames else "motion-only"
     print(f"wrote {st['episodes']} synthetic episodes ({kind}, {st['frames']} frames) to {st['out']} "
           f"in {st['seconds']} s: {st['frames_per_s']} frames/s")
+
+
+def _synth_robot(a):
+    from ..data.synth.robot import robot_demos
+
+    size = parse_size(a.size)
+    out = robot_demos(a.out, a.episodes, a.seconds, a.fps, size, a.seed, lookahead=a.lookahead, overwrite=a.overwrite,
+                      progress=not a.quiet)
+    print(f"wrote {a.episodes} synthetic robot episodes (LeRobot v2.1, Inspire hands + wrist poses, "
+          f"{size[0]}x{size[1]} at {a.fps:g} fps) to {out}")
 
 
 def _show(a):
@@ -131,6 +141,21 @@ def register(sub) -> None:
     # WIDTHxHEIGHT like every other size flag (bench warp --size, align --target); default from SynthConfig
     g.add_argument("--size", default=None, metavar="WxH", help=f"frame size in pixels (default: {w}x{h})")
     s.set_defaults(fn=_synth)
+
+    s = data.add_parser("synth-robot", help="synthetic robot demonstrations (Inspire hands + wrists) as a LeRobot v2.1 dataset",
+                        description="The synthetic episodes of `data synth` retargeted to two Inspire hands (6 joints each, "
+                                    "Unitree's normalised units) plus wrist poses, written as a LeRobot v2.1 folder with "
+                                    "camera intrinsics (beingh0.data.synth.robot; docs/robot-data.md).")
+    s.add_argument("--out", type=user_path, required=True, help="output LeRobot dataset folder")
+    s.add_argument("--episodes", type=int, default=16, help="number of episodes (default: 16)")
+    s.add_argument("--seconds", type=float, default=4.0, help="episode length in seconds (default: 4)")
+    s.add_argument("--fps", type=float, default=15.0, choices=(15.0, 30.0), help="frame rate (default: 15)")
+    s.add_argument("--size", default="96x96", metavar="WxH", help="video frame size, even numbers (default: 96x96)")
+    s.add_argument("--seed", type=int, default=0, help="collection seed (default: 0)")
+    s.add_argument("--lookahead", type=int, default=1, help="action = state this many frames later (default: 1)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing folder in --out")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=_synth_robot)
 
     s = data.add_parser("show", help="render an episode's frames with projected hand keypoints and captions (PNG grid or mp4)")
     s.add_argument("episode", type=user_path, help="a dataset folder (data synth / data build), a LeRobot dataset folder or a single episode .tar")

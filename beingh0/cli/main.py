@@ -22,7 +22,8 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: The command groups, in the order ``beingh0 --help`` lists them.
-GROUPS = ("info", "demo", "mano", "data", "align", "tokenizer", "pretrain", "export", "serve", "bench")
+GROUPS = ("info", "demo", "mano", "data", "align", "tokenizer", "pretrain", "posttrain", "policy", "export", "serve",
+          "bench")
 
 #: Path problems a user causes: printed as one line, exit 2.
 USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError)

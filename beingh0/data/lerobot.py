@@ -204,6 +204,11 @@ class LeRobotDataset:
         return float((self.features[key].get("info") or {}).get("video.fps", self.fps))
 
     @property
+    def tasks(self) -> dict[int, str]:
+        """``task_index`` -> task text (from ``meta/tasks.jsonl`` or ``meta/tasks.parquet``)."""
+        return dict(self._tasks)
+
+    @property
     def num_episodes(self) -> int:
         return len(self._episodes)
 
