@@ -1,5 +1,5 @@
 """Fixtures of the deploy tests: a fast fake runtime (server, control loop) and, once per session,
-the tiny-VLA stand-in exported to ONNX (several seconds)."""
+a tiny ``BeingH0Policy`` (random weights) exported to ONNX through the deploy adapter (seconds)."""
 from __future__ import annotations
 
 import time
@@ -44,15 +44,33 @@ def fake_runtime():
     return FakeRuntime()
 
 
+#: The tiny policy of the export tests: camera, its image size, state/action dimension, chunk.
+CAM, W, H, DIM, CHUNK = "cam_high", 160, 120, 6, 8
+
+
 @pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory):
-    """(module, spec, onnx path, ExportReport) of the tiny stand-in, exported once."""
+def tiny_policy():
+    """A randomly initialised tiny ``BeingH0Policy`` (statistics of random data), eval mode."""
+    from beingh0.policy import BeingH0Policy, PolicyConfig, PolicySpec
+    from beingh0.vla import VLA
+
+    rng = np.random.default_rng(0)
+    cfg = PolicyConfig(chunk=CHUNK, num_queries=CHUNK)
+    spec = PolicySpec.from_tables(rng.normal(size=(64, DIM)), rng.normal(size=(64, DIM)), (CAM,), cfg)
+    return BeingH0Policy(VLA.from_preset("tiny", seed=0), cfg, spec, seed=0).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_policy, tmp_path_factory):
+    """(core, spec, onnx path, ExportReport) of the tiny policy through the deploy adapter, exported once.
+
+    TensorRT refusals are allowed here (reported): see test_policy_deploy.test_policy_tensorrt_coverage."""
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")
     from beingh0.deploy.export import export_onnx
-    from beingh0.deploy.standin import standin_policy
+    from beingh0.deploy.policy_adapter import deployable_from_policy
 
-    module, spec = standin_policy("tiny", chunk=4, state_dim=8, action_dim=8)
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    rep = export_onnx(module, spec, path, max_batch=8)
+    module, spec = deployable_from_policy(tiny_policy, image_sizes={CAM: (W, H)})
+    path = tmp_path_factory.mktemp("onnx") / "tiny_policy.onnx"
+    rep = export_onnx(module, spec, path, max_batch=8, allow_tensorrt_refusals=True)
     return module, spec, path, rep
