@@ -8,11 +8,19 @@ HELP = "export a policy to ONNX (verified in ONNX Runtime, TensorRT coverage che
 
 
 def _export(a):
-    from ..deploy.commands import export_command
+    from ..deploy.commands import export_command, parse_image_sizes
 
     export_command(a.policy, a.format, a.out, max_batch=a.max_batch, opt_batch=a.opt_batch, precision=a.precision,
                    timing_cache=a.timing_cache, device=a.device, verify=not a.no_verify, quiet=a.quiet,
-                   allow_tensorrt_refusals=a.allow_tensorrt_refusals)
+                   allow_tensorrt_refusals=a.allow_tensorrt_refusals, image_sizes=parse_image_sizes(a.image_size),
+                   instruction=a.instruction)
+
+
+def policy_args(s) -> None:
+    """What deploying a trained policy fixes (shared with ``beingh0 serve``)."""
+    s.add_argument("--image-size", action="append", default=None, metavar="CAMERA=WxH",
+                   help="image size of a camera as the robot records it (default: from the policy's intrinsics); repeat per camera")
+    s.add_argument("--instruction", default=None, help="the task instruction baked into the prompt (default: the policy's)")
 
 
 def register(sub) -> None:
@@ -29,6 +37,7 @@ def register(sub) -> None:
     s.add_argument("--timing-cache", type=user_path, default=None, help="TensorRT timing cache file (read and updated)")
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the policy runs for export (default: cpu)")
     s.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check")
+    policy_args(s)
     s.add_argument("--allow-tensorrt-refusals", action="store_true",
                    help="--format onnx: keep a graph TensorRT would refuse (reported) for ONNX Runtime")
     s.add_argument("--quiet", action="store_true", help="no progress lines")

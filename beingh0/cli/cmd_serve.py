@@ -9,23 +9,25 @@ HELP = "serve a policy over TCP (token, msgpack, timeouts), or run the control l
 
 def _serve(a):
     from ..core.errors import UserValueError
-    from ..deploy.commands import serve_command, simulate_command
+    from ..deploy.commands import parse_image_sizes, serve_command, simulate_command
 
     if a.simulate:
         if a.policy is None and not a.connect:
             raise UserValueError("--simulate needs POLICY or --connect HOST:PORT")
         simulate_command(a.policy, a.runtime, steps=a.simulate, dt=a.dt, replan_every=a.replan_every,
                          deadline_ms=a.deadline_ms, connect=a.connect, token=a.token, png=a.png, device=a.device,
-                         json_path=a.json)
+                         json_path=a.json, image_sizes=parse_image_sizes(a.image_size), instruction=a.instruction)
         return
     if a.policy is None:
         raise UserValueError("serve needs POLICY: a checkpoint folder, standin[:PRESET], a .onnx or a .engine file")
-    serve_command(a.policy, a.runtime, host=a.host, port=a.port, token=a.token, device=a.device, max_batch=a.max_batch)
+    serve_command(a.policy, a.runtime, host=a.host, port=a.port, token=a.token, device=a.device, max_batch=a.max_batch,
+                  image_sizes=parse_image_sizes(a.image_size), instruction=a.instruction)
 
 
 def register(sub) -> None:
     from ..deploy.runtime import BACKENDS
     from ..deploy.server import DEFAULT_PORT
+    from .cmd_export import policy_args
 
     s = sub.add_parser("serve", help=HELP, description="Serves the policy: loopback by default (another --host needs a "
                        "token), token authentication (--token or $BEINGH0_TOKEN), msgpack messages with explicit arrays "
@@ -41,6 +43,7 @@ def register(sub) -> None:
     s.add_argument("--token", default=None, help="shared secret clients must send (default: $BEINGH0_TOKEN)")
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
     s.add_argument("--max-batch", type=int, default=8, help="requests batched into one inference (default: 8)")
+    policy_args(s)
     g = s.add_argument_group("control loop on a simulated robot")
     g.add_argument("--simulate", type=int, default=0, metavar="STEPS", help="run the control loop for STEPS steps instead of serving")
     g.add_argument("--connect", default=None, metavar="HOST:PORT", help="with --simulate: infer through a running server")

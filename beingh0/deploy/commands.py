@@ -26,7 +26,8 @@ class _Progress:
 
 def export_command(policy: str, fmt: str, out, *, max_batch: int = 8, opt_batch: int = 1, precision: str = "fp16",
                    timing_cache=None, device: str = "cpu", verify: bool = True, quiet: bool = False,
-                   allow_tensorrt_refusals: bool = False) -> dict:
+                   allow_tensorrt_refusals: bool = False, image_sizes: dict | None = None,
+                   instruction: str | None = None) -> dict:
     """Export ``policy`` (checkpoint folder or ``standin[:PRESET]``) to ONNX or a TensorRT engine; prints
     a summary (size, ops, TensorRT coverage, ONNX Runtime error) and returns it as a dict."""
     from .export import export_onnx
@@ -41,7 +42,7 @@ def export_command(policy: str, fmt: str, out, *, max_batch: int = 8, opt_batch:
 
         require_tensorrt()  # before minutes of export
     say(f"loading policy {policy}")
-    module, spec = load_policy_source(policy, device=device)
+    module, spec = load_policy_source(policy, device=device, image_sizes=image_sizes, instruction=instruction)
     onnx_path = out if fmt == "onnx" else out.with_suffix(".onnx")
     if allow_tensorrt_refusals and fmt == "tensorrt":
         raise UserValueError("--allow-tensorrt-refusals is for --format onnx (ONNX Runtime); TensorRT would refuse the graph")
@@ -65,7 +66,25 @@ def export_command(policy: str, fmt: str, out, *, max_batch: int = 8, opt_batch:
     return summary
 
 
-def make_runtime(policy: str, runtime: str | None = None, *, device: str = "cpu"):
+def parse_image_sizes(items) -> dict | None:
+    """``["cam_high=640x480", "wrist=320x240"]`` -> ``{"cam_high": (640, 480), ...}``."""
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        cam, sep, size = it.rpartition("=")
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+            if not sep or not cam or w <= 0 or h <= 0:
+                raise ValueError
+        except ValueError:
+            raise UserValueError(f"--image-size takes CAMERA=WIDTHxHEIGHT, e.g. cam_high=640x480, got {it!r}") from None
+        out[cam] = (w, h)
+    return out
+
+
+def make_runtime(policy: str, runtime: str | None = None, *, device: str = "cpu", image_sizes: dict | None = None,
+                 instruction: str | None = None):
     """A PolicyRuntime from what the user named: ``.onnx`` -> onnxruntime, ``.engine`` -> tensorrt, a
     checkpoint folder or ``standin[:PRESET]`` -> eager (or ``runtime``)."""
     from .runtime import PolicyRuntime, load_policy_source
@@ -85,7 +104,7 @@ def make_runtime(policy: str, runtime: str | None = None, *, device: str = "cpu"
         return PolicyRuntime.create("tensorrt", engine_path=p, device=device)
     if kind != "torch":
         raise UserValueError(f"--runtime {runtime} runs the torch policy: pass its checkpoint folder or 'standin'")
-    module, spec = load_policy_source(policy, device=device)
+    module, spec = load_policy_source(policy, device=device, image_sizes=image_sizes, instruction=instruction)
     return PolicyRuntime.create(runtime, module=module, spec=spec, device=device)
 
 
@@ -105,11 +124,12 @@ def warmup(rt, repeats: int = 3) -> None:
 
 
 def serve_command(policy: str, runtime: str | None = None, *, host: str = "127.0.0.1", port: int = 8765,
-                  token: str | None = None, device: str = "cpu", max_batch: int = 8) -> None:
+                  token: str | None = None, device: str = "cpu", max_batch: int = 8, image_sizes: dict | None = None,
+                  instruction: str | None = None) -> None:
     from .server import PolicyServer
 
     token = token or os.environ.get("BEINGH0_TOKEN") or None
-    rt = make_runtime(policy, runtime, device=device)
+    rt = make_runtime(policy, runtime, device=device, image_sizes=image_sizes, instruction=instruction)
     t0 = time.perf_counter()
     warmup(rt)
     print(f"warmed up {rt.describe} in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -126,7 +146,8 @@ def serve_command(policy: str, runtime: str | None = None, *, host: str = "127.0
 
 def simulate_command(policy: str | None, runtime: str | None = None, *, steps: int = 200, dt: float = 0.02,
                      replan_every: int | None = None, deadline_ms: float | None = None, connect: str | None = None,
-                     token: str | None = None, png=None, device: str = "cpu", json_path=None) -> dict:
+                     token: str | None = None, png=None, device: str = "cpu", json_path=None,
+                     image_sizes: dict | None = None, instruction: str | None = None) -> dict:
     """The control loop against the simulated robot with a local runtime or a server (``connect``
     ``HOST:PORT``); prints the latency statistics, optionally writes the timeline PNG."""
     from .control import ControlLoop, JointLimits, SimulatedRobot
@@ -145,7 +166,7 @@ def simulate_command(policy: str | None, runtime: str | None = None, *, steps: i
         spec = PolicySpec.from_dict(spec_meta)
         fn, desc = client.infer, f"server {connect}"
     else:
-        rt = make_runtime(policy, runtime, device=device)
+        rt = make_runtime(policy, runtime, device=device, image_sizes=image_sizes, instruction=instruction)
         spec, fn, desc = rt.spec, rt.predict, rt.describe
     n = spec.outputs[0].shape[-1]
     if replan_every is None:  # half a chunk: the next chunk has half a chunk's time to arrive
@@ -153,7 +174,12 @@ def simulate_command(policy: str | None, runtime: str | None = None, *, steps: i
     if spec.input("state").shape[-1] != n:
         raise UserValueError("the simulated robot needs state_dim == action_dim (joint positions in, joint targets out)")
     limits = JointLimits.uniform(n, -1.5, 1.5, max_velocity=3.0)
-    robot = SimulatedRobot(limits, dt, latency_steps=1, image_hw=(120, 160))
+    cams = spec.meta.get("cameras") or []
+    if len(cams) > 1:
+        raise UserValueError("--simulate drives a one-camera robot; this policy has cameras "
+                             f"{[c['name'] for c in cams]}")
+    hw = (int(cams[0]["height"]), int(cams[0]["width"])) if cams else (120, 160)
+    robot = SimulatedRobot(limits, dt, latency_steps=1, image_hw=hw)
     fn(*robot.observe())  # warm-up (compilation, first-call allocations) outside the timed loop
     fn(*robot.observe())
     log = ControlLoop(fn, robot, limits, dt=dt, replan_every=replan_every,

@@ -50,7 +50,7 @@ def deployable_from_policy(policy, *, image_sizes: dict | None = None, instructi
     missing = [c for c in b.cameras if c not in sizes]
     if missing:
         raise UserValueError(f"the image size of cameras {missing} is unknown (no intrinsics in the policy); pass "
-                             "image_sizes={camera: (width, height)}")
+                             "--image-size CAMERA=WIDTHxHEIGHT (image_sizes={camera: (width, height)} in Python)")
     cams, counts, rng = [], [], np.random.default_rng(0)
     for cam in b.cameras:
         W, H = (int(v) for v in sizes[cam])

@@ -52,11 +52,13 @@ def available_backends(device: str = "cpu") -> dict[str, str | None]:
     return out
 
 
-def load_policy_source(source: str, *, device=None, dtype=None):
+def load_policy_source(source: str, *, device=None, dtype=None, image_sizes: dict | None = None,
+                       instruction: str | None = None):
     """(module, spec) of a deployable policy.
 
     ``source``: ``standin`` / ``standin:PRESET`` (the random stand-in of :mod:`.standin`), or a
-    policy folder ``beingh0 posttrain`` wrote (:mod:`.policy_adapter`: its tensor-only ``forward_core``).
+    policy folder ``beingh0 posttrain`` wrote (:mod:`.policy_adapter`: its tensor-only ``forward_core``;
+    ``image_sizes`` ``{camera: (width, height)}`` and ``instruction`` fix what the deployment needs).
     """
     if source == "standin" or source.startswith("standin:"):
         from .standin import standin_policy
@@ -69,7 +71,7 @@ def load_policy_source(source: str, *, device=None, dtype=None):
                              "a policy training wrote")
     from .policy_adapter import load_policy_folder
 
-    return load_policy_folder(path, device=device, dtype=dtype)
+    return load_policy_folder(path, device=device, dtype=dtype, image_sizes=image_sizes, instruction=instruction)
 
 
 class PolicyRuntime:

@@ -18,6 +18,7 @@ from .conftest import FakeRuntime
     (["serve", "standin", "--runtime", "onnxruntime"], "serves an exported .onnx file"),
     (["serve", "--simulate", "5"], "needs POLICY or --connect"),
     (["serve", "standin", "--host", "0.0.0.0", "--runtime", "tensorrt"], "serves a .engine file"),
+    (["export", "standin", "--image-size", "cam=640", "--out", "x.onnx"], "--image-size takes CAMERA=WIDTHxHEIGHT"),
 ])
 def test_cli_errors_are_one_line(argv, msg, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
