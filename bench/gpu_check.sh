@@ -162,6 +162,14 @@ if "$py" -c "import transformers, tokenizers" >/dev/null 2>&1 || [ "$dry" = 1 ];
 else
   echo "=== bench-pretrain-1b: skipped (transformers/tokenizers not installed on this machine)"
 fi
+# deployment: the 1B policy stand-in (bf16, random weights) end to end -- image + state in, action chunk out --
+# eager vs torch.compile + CUDA graphs (target p50 <= 8 ms, p99 <= 12 ms, >= 5x eager) and ONNX Runtime's
+# CUDA provider when installed (beingh0/benchmark/deploy.py); needs transformers like the step above
+if "$py" -c "import transformers, tokenizers" >/dev/null 2>&1 || [ "$dry" = 1 ]; then
+  gpu_step bench-deploy-1b 240 env OMP_WAIT_POLICY=PASSIVE "$py" -P -m beingh0.benchmark.deploy --device cuda --json "$out/policy_e2e_${gpu}_${day}.json"
+else
+  echo "=== bench-deploy-1b: skipped (transformers/tokenizers not installed on this machine)"
+fi
 
 # ---------------------------------------------------------------- 6. summary (and $OUT for the device tool)
 "$py" - "$steps_json" "$out/summary_${gpu}_${day}.json" "$gpu" "$day" "$dry" "$((SECONDS - T0))" "$budget" <<'EOF'

@@ -23,6 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: The command groups, in the order ``beingh0 --help`` lists them.
 GROUPS = ("info", "demo", "mano", "data", "align", "tokenizer", "pretrain", "generate", "eval", "posttrain", "policy",
+          "export", "serve",
           "bench")
 
 #: Path problems a user causes: printed as one line, exit 2.
