@@ -72,13 +72,14 @@ def calls(monkeypatch):
             seen[name] = (args, kw)
         return f
 
+    import beingh0.app.demo as demo
     import beingh0.mano.fit as fit
     import beingh0.tokenizer.quickstart as qs
     import beingh0.train.tokenizer as job
 
     monkeypatch.setattr(job, "train_command", recorder("train"))
     monkeypatch.setattr(qs, "eval_command", recorder("eval"))
-    monkeypatch.setattr(job, "quickstart", recorder("demo"))
+    monkeypatch.setattr(demo, "run_demo", recorder("demo"))
     monkeypatch.setattr(fit, "fit_file", recorder("fit"))
     return seen
 
@@ -163,7 +164,7 @@ def test_paths_resolve_from_the_current_directory(calls, tmp_path, monkeypatch):
     assert main(["demo", "--minutes", "0.1"]) == 0
     args, kw = calls["demo"]
     assert args[0] == tmp_path / "out" / "demo"
-    assert kw["data_dir"] == (tmp_path.parent / "shared" / "data").resolve() and kw["minutes_budget"] == 0.1
+    assert kw["data_dir"] == (tmp_path.parent / "shared" / "data").resolve() and kw["minutes"] == 0.1
     assert main(["tokenizer", "eval", "ck", "--real"]) == 0
     args, kw = calls["eval"]
     assert args[0] == tmp_path / "ck" and kw["data_dir"] == (tmp_path.parent / "shared" / "data").resolve()
