@@ -110,8 +110,8 @@ def _generate(ctx: Context) -> dict:
     out = ctx.dir("generate")
     run = Path(ctx.results["pretrain"]["run"])
     image, instruction = _heldout_scene(run, out)
-    rec = generate_files(image, instruction, run, out, config=GenerationConfig(mode="block", seconds=2),
-                         progress=ctx.progress)
+    rec = generate_files(image, instruction, run, out, tokenizer=ctx.results["tokenizer"]["tokenizer"],
+                         config=GenerationConfig(mode="block", seconds=2), progress=ctx.progress)
     figs = [str(p) for p in sorted(out.glob("*.png")) if p.name != "scene.png"]
     return {"instruction": instruction, "image": str(image), "record": rec, "figures": figs,
             "mp4": [str(p) for p in out.glob("*.mp4")]}
@@ -132,7 +132,7 @@ def _evaluate(ctx: Context) -> dict:
     train_dirs, val_dirs = [run / "data" / "train"], [run / "data" / "val"]
     rt = RetrievalTrain(max_seconds=ctx.budget_s("evaluate"), progress=ctx.progress, seed=ctx.options["seed"])
     rrep = train_retrieval(train_dirs, out / "retrieval", val_data=val_dirs, train=rt, verbose=ctx.progress)
-    vla, tok, _ = load_checkpoint(run)
+    vla, tok, _ = load_checkpoint(run, ctx.results["tokenizer"]["tokenizer"])
     cfg = EvalConfig(samples=ctx.options["eval_samples"], seed=ctx.options["seed"])
     record = evaluate(vla, tok, val_dirs, cfg, retrieval=load_retrieval(out / "retrieval"), train_folders=train_dirs,
                       progress=ctx.progress)

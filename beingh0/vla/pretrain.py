@@ -18,6 +18,7 @@ entropy of the training set's target-token distribution, the loss of a model tha
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -99,9 +100,16 @@ def _motion_tokenizer(out: Path, tokenizer, train: list[Path], job: JobConfig, s
     from ..tokenizer.train import TrainConfig as TokTrain
     from ..train.tokenizer import train_tokenizer
 
-    if tokenizer is not None:
-        return load_tokenizer(tokenizer)
     folder = out / "motion_tokenizer"
+    if tokenizer is not None:
+        tok = load_tokenizer(tokenizer)
+        # a copy in the run folder: generate / eval / posttrain find the run's tokenizer from the run alone
+        own = folder / "tokenizer"
+        if not (own / "tokenizer.json").is_file() and int(os.environ.get("RANK", "0")) == 0:
+            from ..tokenizer.io import save_tokenizer
+
+            save_tokenizer(tok, own, extra={"copied_from": str(tokenizer)})
+        return tok
     if (folder / "tokenizer" / "tokenizer.json").is_file():  # a previous (or interrupted and resumed) run's
         return load_tokenizer(folder / "tokenizer")
     tc = TokTrain(steps=job.tokenizer_steps, batch_size=64, eval_every=job.tokenizer_steps, ckpt_every=job.tokenizer_steps,

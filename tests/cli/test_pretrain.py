@@ -52,6 +52,12 @@ def test_exact_resume(tokenized, tmp_path):
     la = [r["loss"] for r in json.loads((tmp_path / "a" / "history.json").read_text())["train"]]
     lb = [r["loss"] for r in json.loads((tmp_path / "b" / "history.json").read_text())["train"]]
     assert len(la) == 4 and la == lb
+    # the run folder holds a copy of the tokenizer it was trained with (generate / eval find it from the run)
+    from beingh0.data.tokenize import tokenizer_fingerprint
+    from beingh0.tokenizer.io import load_tokenizer
+
+    own = load_tokenizer(tmp_path / "a" / "motion_tokenizer" / "tokenizer")
+    assert tokenizer_fingerprint(own) == tokenizer_fingerprint(load_tokenizer(tokenized / "tok"))
     # other loss settings on the same folder: refused, not silently mixed
     assert main(["pretrain", "--out", str(tmp_path / "b"), "--steps", "6", "--mask-prob", "0.9", *args]) == 2
 
