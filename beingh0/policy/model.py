@@ -206,13 +206,15 @@ class BeingH0Policy(nn.Module):
         feats = bb.get_image_features(pixel_values=pixel_values.to(embeds.dtype), vision_feature_layer=cfg.vision_feature_layer,
                                       vision_feature_select_strategy=cfg.vision_feature_select_strategy,
                                       return_dict=True).pooler_output
-        img_mask = (input_ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
-        embeds = embeds.masked_scatter(img_mask, feats.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
+        img = input_ids == self.image_token_id
+        idx = (img.reshape(-1).float().cumsum(0) - 1).clamp(min=0).long()
+        g = feats.to(embeds.dtype).reshape(-1, embeds.shape[-1])[idx].reshape(embeds.shape)
+        embeds = torch.where(img.unsqueeze(-1), g, embeds)
         B, k = input_ids.shape[0], self.queries.shape[0]
         prop = self.proprio(state_n.to(embeds.dtype)).unsqueeze(1)
         q = self.queries.to(embeds.dtype).unsqueeze(0).expand(B, -1, -1)
         embeds = torch.cat([embeds[:, : embeds.shape[1] - 1 - k], prop, q], dim=1)
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        position_ids = (attention_mask.float().cumsum(-1) - 1).clamp(min=0).long()
         hidden = bb.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                                    use_cache=False).last_hidden_state
         out = self.head(hidden[:, -k:])

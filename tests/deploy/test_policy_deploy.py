@@ -35,9 +35,6 @@ def test_adapter_needs_image_sizes(tiny_policy):
         deployable_from_policy(tiny_policy)
 
 
-@pytest.mark.xfail(strict=False, reason="BeingH0Policy.forward_normalized uses masked_scatter (-> NonZero on BOOL) and "
-                                        "an INT64 cumsum/clamp for position ids, which TensorRT 10.0's matrix refuses; "
-                                        "float cumsum + gather + where give the same numbers (docs/deploy.md)")
 def test_policy_tensorrt_coverage(tiny_export):
     cov = tiny_export[3].coverage
     assert cov.ok, cov.summary()
