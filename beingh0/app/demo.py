@@ -90,16 +90,10 @@ def _heldout_scene(run: Path, out: Path) -> tuple[Path, str]:
     frame = episode_frames(ep, [0])[0]
     path = out / "scene.png"
     mpimg.imsave(path, frame)
-    text = idx.header(0)["text"]
-    instr = None
-    if isinstance(text, dict):
-        for v in text.values():
-            if isinstance(v, str) and v.strip():
-                instr = v
-                break
-            if isinstance(v, list) and v and isinstance(v[0], str):
-                instr = v[0]
-                break
+    text = idx.header(0)["text"] or {}
+    # the instruction of the scene's first segment (what the first seconds show), else the episode's
+    segs = [g for g in text.get("segments", []) if g.get("t0", 1.0) == 0.0 and g.get("instruction")]
+    instr = segs[0]["instruction"] if segs else text.get("instruction")
     return path, instr or "pick up the object in front of you"
 
 
@@ -311,6 +305,9 @@ def run_demo(out="out/demo", *, minutes: float = 10.0, scale: str = "tiny", init
     t0 = time.perf_counter()
     results = run_stages(demo_stages(), ctx, only=stages)
     dt = time.perf_counter() - t0
+    # the whole job's time: every stage's own seconds (a resumed run reuses the earlier stages')
+    marks = [out / "stages" / f"{n}.json" for n in DEMO_STAGES]
+    dt = max(dt, sum(json.loads(m.read_text())["seconds"] for m in marks if m.is_file()))
     page = build_report(ctx, dt)
     (out / "demo.json").write_text(json.dumps({"seconds": dt, "options": opts, "results": results}, indent=1, default=str))
     print(summary_text(results, dt, page))

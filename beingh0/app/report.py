@@ -54,7 +54,7 @@ def _fmt(v: Any) -> str:
         if v != v:
             return "n/a"
         a = abs(v)
-        return f"{v:,.0f}" if a >= 1000 else f"{v:.3g}" if a < 0.01 and v != 0 else f"{v:.2f}"
+        return f"{v:,.0f}" if a >= 1000 else f"{v:.2f}" if a >= 1 else f"{v:.3g}"
     return "n/a" if v is None else str(v)
 
 
