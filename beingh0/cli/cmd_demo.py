@@ -1,7 +1,7 @@
 """``beingh0 demo``: the README's main job, every stage end to end (beingh0.app.demo; each stage has its own command)."""
 from __future__ import annotations
 
-from .common import data_dir_arg, default_data_dir, user_path
+from .common import data_dir_arg, default_data_dir, positive_minutes, user_path
 
 HELP = ("main job: synthetic hand data -> motion tokenizer -> pretrained VLA -> generation and evaluation -> "
         "post-trained policy -> ONNX export -> policy server and control loop; HTML report")
@@ -13,19 +13,6 @@ def _demo(a):
     run_demo(a.out, minutes=a.minutes, scale=a.scale, init=a.init, seed=a.seed, data_dir=a.data_dir or default_data_dir(),
              episodes=a.episodes, eval_samples=a.eval_samples, control_steps=a.control_steps, stages=a.stages,
              progress=not a.quiet)
-
-
-def _positive(text: str) -> float:
-    import argparse
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
-    return v
 
 
 def register(sub) -> None:
@@ -40,7 +27,7 @@ def register(sub) -> None:
                     "(the same command continues an interrupted run) and has its own command, printed as it starts.")
     s.add_argument("--out", type=user_path, default="out/demo",
                    help="output folder: one sub-folder per stage, report.html, demo.json (default: out/demo)")
-    s.add_argument("--minutes", type=_positive, default=10.0,
+    s.add_argument("--minutes", type=positive_minutes, default=10.0,
                    help="time budget in minutes shared by the training stages; synthesis, export and evaluation come on "
                         "top (default: 10, about 15 in all on a 2-core CPU; 0.3 is a smoke test)")
     s.add_argument("--scale", choices=["tiny", "1b", "8b", "14b"], default="tiny",

@@ -48,3 +48,17 @@ def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise UserValueError(f"{flag} must be positive, got {text!r}")
     return w, h
+
+
+def positive_minutes(text: str) -> float:
+    """argparse type of a --minutes budget: a finite number > 0."""
+    import argparse
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
+    return v

@@ -42,7 +42,7 @@ def available_backends(device: str = "cpu") -> dict[str, str | None]:
         else:
             out["onnxruntime"] = None
     except ImportError:
-        out["onnxruntime"] = 'onnxruntime is not installed (pip install "beingh0[deploy]")'
+        out["onnxruntime"] = 'onnxruntime is not installed (pip install onnxruntime)'
     try:
         import tensorrt  # noqa: F401
 

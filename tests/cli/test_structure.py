@@ -47,9 +47,14 @@ def test_every_verb_has_help(path, capsys):
             assert all(c.help for c in a._choices_actions)
 
 
-def test_one_command_per_job():
+def test_every_demo_stage_has_its_own_command():
+    from beingh0.app.demo import demo_stages
+
     verbs = set(_verbs(build_parser()))
-    assert ("demo",) in verbs and ("tokenizer", "quickstart") not in verbs
+    assert ("demo",) in verbs
+    for st in demo_stages():
+        words = tuple(w for w in st.command.split()[1:3] if w.isidentifier() or "-" in w)
+        assert words[:1] in verbs or words[:2] in verbs, (st.name, st.command)
 
 
 def test_main_builds_only_the_named_group():
@@ -237,7 +242,7 @@ def test_bugs_keep_their_traceback(monkeypatch, exc):
 
 
 def test_usage_errors_exit_2(capsys):
-    for argv in (["nope"], ["mano"], ["tokenizer", "quickstart"], ["bench", "mano", "--batch", "x"]):
+    for argv in (["nope"], ["mano"], ["tokenizer", "nope"], ["bench", "mano", "--batch", "x"]):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2
