@@ -5,6 +5,8 @@
 (H, W, 3), ``action`` (chunk, A), ``action_is_pad`` (chunk,), ``task``, ``episode_index``,
 ``frame_index``) and a subset of its items (an episode split). It is a valid dataset for
 :class:`beingh0.data.loader.ResumableLoader` (``fingerprint``, ``episode_starts``, ids ``epoch * N + i``).
+With the builder's ``state_history`` H > 1 an item's ``observation.state`` is the (H, S) history of
+its episode (oldest first), taken from the source's ``state_table()`` (rows in frame order).
 States and actions stay in the dataset's units: the policy normalises them in its forward (the same
 :class:`~.normalize.Normalizer` as at inference).
 """

@@ -5,8 +5,10 @@ Sequence (one prompt builder for training and serving, :mod:`.prompt`)::
 
     [chat prompt: system, camera tiles, instruction, assistant header] [S] [Q1 ... Qk]
 
-``[S]`` = 2-layer MLP(normalised ``observation.state``), ``[Qi]`` = learnable query embeddings; they
-enter through ``inputs_embeds`` (image features are scattered into the ``<IMG_CONTEXT>`` positions as
+``[S]`` = 2-layer MLP(normalised ``observation.state`` and, with ``state_history`` > 1, the normalised
+differences to the previous states), ``[Qi]`` = learnable query embeddings (+ the ``[S]`` embedding with
+``state_to_queries``; both options are deviations from the paper, see docs/policy.md); they enter
+through ``inputs_embeds`` (image features are scattered into the ``<IMG_CONTEXT>`` positions as
 InternVL does); the language model's last hidden states at the query positions go through a 2-layer
 MLP head to ``chunk / k`` actions each -> the (chunk, action_dim) chunk, in normalised units; the
 :class:`~.normalize.Normalizer` inverts it. Loss: L1 in normalised units, masked by ``action_is_pad``.
