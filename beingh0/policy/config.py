@@ -44,6 +44,18 @@ class PolicyConfig:
     with statistics of those differences) and the state is added back at inference -- openpi's delta
     actions for joint-space targets; absolute: the actions themselves; auto: delta when every action
     dimension has a state dimension (by name, or equal dimensions without names), else absolute."""
+    state_history: int = field(default=2, metadata={"ge": 1, "le": 16})
+    """Proprioception frames the state token sees (LeRobot's ``n_obs_steps``): the current state and the
+    ``state_history - 1`` previous ones, as the normalised current state plus the normalised differences
+    ``state[t] - state[t-h]`` (a velocity), projected by the proprio MLP into the one state token. 1 is
+    the paper's single-state token; the default 2 is our deviation: one state carries no velocity, and
+    the synthetic demos' held-out L1 only beats the repeat-state baseline with it (docs/policy.md).
+    Missing frames at an episode start repeat the first state (LeRobot's padding)."""
+    state_to_queries: bool = True
+    """Add the state token's embedding to every action query's input embedding (the ``[S]`` token stays
+    in the sequence). The paper's layout (False) reaches the state only through attention from the
+    queries to one token among the ~200 prompt and image tokens: its gradient is ~1000x smaller than
+    the head's and a few hundred CPU steps learn only the mean action (docs/policy.md, Diagnosis)."""
     max_tiles: int = field(default=1, metadata={"ge": 1, "le": 12})
     """Image tiles per camera (InternVL dynamic tiling; 1 = one resized tile, the fastest control loop)."""
     thumbnail: bool = False

@@ -5,6 +5,8 @@
 (H, W, 3), ``action`` (chunk, A), ``action_is_pad`` (chunk,), ``task``, ``episode_index``,
 ``frame_index``) and a subset of its items (an episode split). It is a valid dataset for
 :class:`beingh0.data.loader.ResumableLoader` (``fingerprint``, ``episode_starts``, ids ``epoch * N + i``).
+With the builder's ``state_history`` H > 1 an item's ``observation.state`` is the (H, S) history of
+its episode (oldest first), taken from the source's ``state_table()`` (rows in frame order).
 States and actions stay in the dataset's units: the policy normalises them in its forward (the same
 :class:`~.normalize.Normalizer` as at inference).
 """
@@ -73,7 +75,17 @@ class PolicyDataset(torch.utils.data.Dataset):
         self.ids = np.arange(len(source)) if ids is None else np.asarray(ids, dtype=np.int64)
         if len(self.ids) == 0:
             raise UserValueError("the policy dataset has no items (no episodes selected, or episodes shorter than one step)")
-        self.episodes = (item_episodes(source) if episodes is None else np.asarray(episodes))[self.ids]
+        all_eps = item_episodes(source) if episodes is None else np.asarray(episodes)
+        self.episodes = all_eps[self.ids]
+        H = int(getattr(builder, "state_history", 1))
+        self._history = None
+        if H > 1:  # rows of each item's last H frames in the source (frame order within episodes)
+            from .model import history_index
+
+            self._history = history_index(len(all_eps), all_eps, H)
+            tab = getattr(source, "state_table", None)
+            tab = tab() if callable(tab) else None
+            self._states = tab if tab is not None and len(tab) == len(all_eps) else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -90,8 +102,18 @@ class PolicyDataset(torch.utils.data.Dataset):
         return np.concatenate([[0], change, [len(self.episodes)]]).astype(np.int64)
 
     def item(self, i: int) -> dict:
-        """The robot dataset's raw item ``i`` of this subset."""
-        return self.source[int(self.ids[i])]
+        """The robot dataset's raw item ``i`` of this subset; with the builder's ``state_history`` H > 1 its
+        ``observation.state`` is the (H, S) history, oldest first (LeRobot's ``n_obs_steps`` layout;
+        the episode's first state repeats before its start)."""
+        j = int(self.ids[i])
+        it = self.source[j]
+        if self._history is not None:
+            rows = self._history[j]
+            hist = (self._states[rows] if self._states is not None
+                    else np.stack([np.asarray(self.source[int(r)]["observation.state"]) for r in rows]))
+            it = dict(it)
+            it["observation.state"] = np.asarray(hist, dtype=np.float32)
+        return it
 
     def encode(self, it: dict) -> dict:
         enc = self.builder.encode(it, it.get("task") or self.instruction)

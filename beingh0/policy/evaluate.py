@@ -62,7 +62,8 @@ def evaluate_open_loop(policy, dataset, *, stride: int = 1, max_items: int | Non
             err += (np.abs(pred - rec) * valid).sum((0, 1))
             cnt += valid.sum()
             if bidx is not None:
-                st = batch["observation.state"].double().cpu().numpy()[:, None, bidx]
+                st = batch["observation.state"].double().cpu().numpy()
+                st = (st[:, -1] if st.ndim == 3 else st)[:, None, bidx]  # the current state (last of a history)
                 berr += (np.abs(st - rec) * valid).sum((0, 1))
             for r, p, c in zip(raws, pred, rec):
                 e = traj.setdefault(int(r.get("episode_index", 0)), {"frame": [], "pred": [], "recorded": []})

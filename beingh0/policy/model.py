@@ -5,8 +5,10 @@ Sequence (one prompt builder for training and serving, :mod:`.prompt`)::
 
     [chat prompt: system, camera tiles, instruction, assistant header] [S] [Q1 ... Qk]
 
-``[S]`` = 2-layer MLP(normalised ``observation.state``), ``[Qi]`` = learnable query embeddings; they
-enter through ``inputs_embeds`` (image features are scattered into the ``<IMG_CONTEXT>`` positions as
+``[S]`` = 2-layer MLP(normalised ``observation.state`` and, with ``state_history`` > 1, the normalised
+differences to the previous states), ``[Qi]`` = learnable query embeddings (+ the ``[S]`` embedding with
+``state_to_queries``; both options are deviations from the paper, see docs/policy.md); they enter
+through ``inputs_embeds`` (image features are scattered into the ``<IMG_CONTEXT>`` positions as
 InternVL does); the language model's last hidden states at the query positions go through a 2-layer
 MLP head to ``chunk / k`` actions each -> the (chunk, action_dim) chunk, in normalised units; the
 :class:`~.normalize.Normalizer` inverts it. Loss: L1 in normalised units, masked by ``action_is_pad``.
@@ -45,6 +47,8 @@ POLICY_FILE = "policy.json"
 WEIGHTS_FILE = "policy.safetensors"
 FORMAT_VERSION = 1
 STATE, ACTION = "observation.state", "action"
+STATE_DELTA = "observation.state.delta"
+"""Normalisation key of the state differences ``state[t] - state[t-h]``, h = 1 .. state_history - 1."""
 
 
 @dataclass
@@ -73,10 +77,15 @@ class PolicySpec:
         s, a = np.asarray(states, np.float64), np.asarray(actions, np.float64)
         idx = delta_index(config.action_mode, s.shape[1], a.shape[1], state_names, action_names)
         a_stats = feature_stats(a if idx is None else delta_table(s, a, idx, episodes, config.chunk))
+        norm = {STATE: {"mode": config.state_norm, "stats": feature_stats(s), "dim": int(s.shape[1])},
+                ACTION: {"mode": config.action_norm, "stats": a_stats, "dim": int(a.shape[1])}}
+        H = config.state_history
+        if H > 1:
+            hist = s[history_index(len(s), episodes, H)]  # (N, H, S)
+            diffs = state_differences(torch.from_numpy(hist)).numpy()
+            norm[STATE_DELTA] = {"mode": config.state_norm, "stats": feature_stats(diffs), "dim": int(s.shape[1]) * (H - 1)}
         return cls(int(s.shape[1]), int(a.shape[1]), tuple(cameras), state_names, action_names,
-                   {k: list(v) for k, v in (intrinsics or {}).items() if v is not None}, fps,
-                   {STATE: {"mode": config.state_norm, "stats": feature_stats(s), "dim": int(s.shape[1])},
-                    ACTION: {"mode": config.action_norm, "stats": a_stats, "dim": int(a.shape[1])}},
+                   {k: list(v) for k, v in (intrinsics or {}).items() if v is not None}, fps, norm,
                    None if idx is None else [int(i) for i in idx])
 
     def to_dict(self) -> dict:
@@ -118,6 +127,25 @@ def delta_table(states: np.ndarray, actions: np.ndarray, idx, episodes=None, chu
     return np.concatenate(rows)
 
 
+def history_index(n: int, episodes=None, history: int = 2) -> np.ndarray:
+    """(n, history) row indices of each row's last ``history`` frames (oldest first, the row itself last),
+    within its episode (rows in frame order); before an episode's first frame, its first frame repeats."""
+    ep = np.zeros(n, np.int64) if episodes is None else np.asarray(episodes)
+    t = np.arange(n)
+    first = np.zeros(n, np.int64)
+    cut = np.flatnonzero(np.diff(ep)) + 1
+    for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [n]])):
+        first[a:b] = a
+    return np.maximum(t[:, None] - np.arange(history - 1, -1, -1)[None], first[:, None])
+
+
+def state_differences(hist: torch.Tensor) -> torch.Tensor:
+    """(..., H, S) state histories -> (..., (H-1) S): ``state[t] - state[t-h]`` for h = 1 .. H-1."""
+    H = hist.shape[-2]
+    cur = hist[..., -1, :]
+    return torch.cat([cur - hist[..., H - 1 - h, :] for h in range(1, H)], -1)
+
+
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Linear(h, o))
 
@@ -151,7 +179,7 @@ class BeingH0Policy(nn.Module):
         S, A = spec.state_dim, spec.action_dim
         with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG alone
             torch.manual_seed(seed)
-            self.proprio = _mlp(S, config.proj_hidden or hidden, hidden)
+            self.proprio = _mlp(S * config.state_history, config.proj_hidden or hidden, hidden)
             self.queries = nn.Parameter(torch.randn(config.num_queries, hidden) * 0.02)
             self.head = _mlp(hidden, config.head_hidden or hidden, config.actions_per_query * A)
         self.proprio.to(vla.model.dtype), self.head.to(vla.model.dtype)
@@ -161,13 +189,18 @@ class BeingH0Policy(nn.Module):
             if self.normalizer.features.get(k, {}).get("dim") != d:
                 raise UserValueError(f"the spec's {k} normalisation has {self.normalizer.features.get(k, {}).get('dim')} "
                                      f"dimensions but the policy {d}")
+        if config.state_history > 1 and self.normalizer.features.get(STATE_DELTA, {}).get("dim") != S * (config.state_history - 1):
+            raise UserValueError(f"state_history {config.state_history} needs {STATE_DELTA!r} statistics of "
+                                 f"{S * (config.state_history - 1)} dimensions in the spec; build the spec with the same config")
         di = torch.as_tensor(spec.delta_index if spec.delta_index is not None else [], dtype=torch.long)
         self.register_buffer("delta_index", di, persistent=False)
         self.delta = spec.delta_index is not None
-        self.builder = PromptBuilder(vla.processor(), spec.cameras, spec.intrinsics, config.num_queries, config.align)
+        self.builder = PromptBuilder(vla.processor(), spec.cameras, spec.intrinsics, config.num_queries, config.align,
+                                    config.state_history)
         self.image_token_id = int(vla.config.image_token_id)
         self.apply_freeze()
         self._queue: deque = deque()
+        self._states: deque = deque()
 
     @classmethod
     def from_vla(cls, vla, config: PolicyConfig, spec: PolicySpec, *, seed: int = 0) -> BeingH0Policy:
@@ -213,6 +246,8 @@ class BeingH0Policy(nn.Module):
         B, k = input_ids.shape[0], self.queries.shape[0]
         prop = self.proprio(state_n.to(embeds.dtype)).unsqueeze(1)
         q = self.queries.to(embeds.dtype).unsqueeze(0).expand(B, -1, -1)
+        if self.config.state_to_queries:  # the state embedding also enters every query's residual stream
+            q = q + prop
         embeds = torch.cat([embeds[:, : embeds.shape[1] - 1 - k], prop, q], dim=1)
         position_ids = (attention_mask.float().cumsum(-1) - 1).clamp(min=0).long()
         hidden = bb.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
@@ -220,25 +255,39 @@ class BeingH0Policy(nn.Module):
         out = self.head(hidden[:, -k:])
         return out.reshape(B, self.config.chunk, self.spec.action_dim)
 
+    def proprio_input(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw states (B, S) or histories (B, H, S) -> (the proprio MLP's input, the current state (B, S)):
+        the normalised current state, then (state_history > 1) the normalised differences to the
+        previous frames. Shape-only branching (fixed per policy and input layout)."""
+        hist = self.builder.states(state.float())
+        cur = hist if hist.dim() == 2 else hist[:, -1]
+        parts = [self.normalizer.normalize(STATE, cur)]
+        if hist.dim() == 3:
+            parts.append(self.normalizer.normalize(STATE_DELTA, state_differences(hist)))
+        return torch.cat(parts, -1), cur
+
     def forward_core(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      state: torch.Tensor) -> torch.Tensor:
-        """Tensor-only policy forward for export: tiles + ids + mask + raw state -> (B, chunk, A) actions in
-        the dataset's units (normalisation and its inverse inside)."""
-        state = state.float()
-        state_n = self.normalizer.normalize(STATE, state)
+        """Tensor-only policy forward for export: tiles + ids + mask + raw state (B, S) or state history
+        (B, state_history, S), oldest first -> (B, chunk, A) actions in the dataset's units
+        (normalisation and its inverse inside)."""
+        state_n, cur = self.proprio_input(state)
         out = self.normalizer.unnormalize(ACTION, self.forward_normalized(pixel_values, input_ids, attention_mask, state_n).float())
         if self.delta:  # fixed per policy (not data-dependent): delta actions get the state back
-            out = out + state.index_select(-1, self.delta_index).unsqueeze(1)
+            out = out + cur.index_select(-1, self.delta_index).unsqueeze(1)
         return out
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict]:
         """Training: ``(loss, metrics)`` for a collated batch (:class:`.data.PolicyDataset`): L1 between the
         prediction and the **normalised** recorded actions, masked by ``action_is_pad``."""
         state = batch[STATE].float()
-        state_n = self.normalizer.normalize(STATE, state)
+        if self.config.state_history > 1 and state.dim() != 3:
+            raise UserValueError(f"the training batch's {STATE} has shape {tuple(state.shape)}; state_history "
+                                 f"{self.config.state_history} needs (B, H, S) histories (build the items with PolicyDataset)")
+        state_n, cur = self.proprio_input(state)
         action = batch[ACTION].float()
         if self.delta:
-            action = action - state.index_select(-1, self.delta_index).unsqueeze(1)
+            action = action - cur.index_select(-1, self.delta_index).unsqueeze(1)
         target = self.normalizer.normalize(ACTION, action)
         pred = self.forward_normalized(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], state_n)
         loss, n = policy_l1(pred.float(), target, batch.get("action_is_pad"))
@@ -257,9 +306,9 @@ class BeingH0Policy(nn.Module):
                                            else observation[STATE], dtype=np.float32))
         single = state.dim() == 1
         state = state.reshape(1, -1) if single else state
-        if state.dim() != 2 or state.shape[1] != self.spec.state_dim:
-            raise UserValueError(f"observation.state must have {self.spec.state_dim} values (or (B, {self.spec.state_dim})), "
-                                 f"got shape {tuple(np.shape(observation[STATE]))}")
+        if state.dim() not in (2, 3) or state.shape[-1] != self.spec.state_dim or 0 in state.shape:
+            raise UserValueError(f"observation.state must have {self.spec.state_dim} values (or (B, {self.spec.state_dim}), "
+                                 f"or histories (B, H, {self.spec.state_dim}) oldest first), got shape {tuple(np.shape(observation[STATE]))}")
         B = state.shape[0]
         task = observation.get("task")
         tasks = [task] * B if (task is None or isinstance(task, str)) else task
@@ -281,7 +330,7 @@ class BeingH0Policy(nn.Module):
                     imgs["intrinsics." + key] = k4 if np.ndim(k4) == 1 else k4[b]
             items.append(self.builder.encode(imgs, tasks[b] or self.config.instruction))
         batch = self.builder.collate(items)
-        batch[STATE] = state
+        batch[STATE] = self.builder.states(state)
         dev = self._device()
         return {k: v.to(dev) for k, v in batch.items()}
 
@@ -303,7 +352,31 @@ class BeingH0Policy(nn.Module):
     @torch.no_grad()
     def select_action(self, observation: Mapping[str, Any]) -> torch.Tensor:
         """The next action ((A,) or (B, A)): a new chunk is predicted when the queue is empty and its
-        first ``n_action_steps`` actions are queued (LeRobot's ACT/pi0 behaviour)."""
+        first ``n_action_steps`` actions are queued (LeRobot's ACT/pi0 behaviour). With
+        ``state_history`` > 1 every call records its ``observation.state`` (S,) / (B, S), and a chunk is
+        predicted from the last ``state_history`` recorded states (LeRobot's observation queue; after
+        :meth:`reset` the first state stands in for the missing ones)."""
+        H = self.config.state_history
+        if H > 1 and np.ndim(observation.get(STATE, [])) in (1, 2):
+            st = observation[STATE]
+            st = torch.as_tensor(np.asarray(st.cpu() if isinstance(st, torch.Tensor) else st, dtype=np.float32))
+            single = st.dim() == 1
+            st = st.reshape(1, -1) if single else st
+            if self._states and self._states[-1].shape != st.shape:
+                self._states.clear()  # another batch layout: a new episode
+            self._states.append(st)
+            while len(self._states) > H:
+                self._states.popleft()
+            if not self._queue:
+                obs = {**observation, STATE: torch.stack(list(self._states), 1)}
+                if single:  # a batch of one: the images get their batch axis too
+                    for k, v in observation.items():
+                        if k.startswith("observation.images."):
+                            obs[k] = v.unsqueeze(0) if isinstance(v, torch.Tensor) else np.asarray(v)[None]
+                chunk = self.predict_action_chunk(obs)
+                chunk = chunk[0] if single else chunk
+                self._queue.extend(chunk[..., : self.config.n_action_steps, :].unbind(-2))
+            return self._queue.popleft()
         if not self._queue:
             chunk = self.predict_action_chunk(observation)
             steps = chunk[..., : self.config.n_action_steps, :]
@@ -311,8 +384,9 @@ class BeingH0Policy(nn.Module):
         return self._queue.popleft()
 
     def reset(self) -> None:
-        """Forget queued actions (call at the start of an episode)."""
+        """Forget queued actions and recorded states (call at the start of an episode)."""
         self._queue.clear()
+        self._states.clear()
 
     # ------------------------------------------------------------------------------ save / load
     def head_state_dict(self) -> dict:
@@ -351,7 +425,8 @@ class BeingH0Policy(nn.Module):
             raise UserValueError(f"{root / POLICY_FILE}: format {meta.get('format')!r} version {meta.get('version')!r}; "
                                  f"expected beingh0-policy version {FORMAT_VERSION}")
         vla = VLA.from_pretrained(root / "vla", **vla_kw)
-        pol = cls(vla, PolicyConfig.from_dict(meta["config"]), PolicySpec.from_dict(meta["spec"]))
+        cfg = {"state_history": 1, "state_to_queries": False, **meta["config"]}  # as saved before these options
+        pol = cls(vla, PolicyConfig.from_dict(cfg), PolicySpec.from_dict(meta["spec"]))
         if not (root / WEIGHTS_FILE).is_file():
             raise UserFileError(f"{root} has no {WEIGHTS_FILE}")
         sd = load_file(str(root / WEIGHTS_FILE))

@@ -54,11 +54,14 @@ class PromptBuilder:
             ``RobotDataset`` items do); others get a plain resize.
         num_queries: action-query slots after the proprioception slot.
         align: use the intrinsics (False: plain resize for every camera).
+        state_history: proprioception frames per sample (``PolicyConfig.state_history``): the
+            training items and the served observations both go through :meth:`states`.
     """
 
     def __init__(self, processor: VLAProcessor, cameras: Sequence[str], intrinsics: Mapping | None = None,
-                 num_queries: int = 16, align: bool = True):
+                 num_queries: int = 16, align: bool = True, state_history: int = 1):
         self.proc, self.cameras, self.num_queries = processor, tuple(cameras), int(num_queries)
+        self.state_history = int(state_history)
         self.intrinsics = {k: tuple(float(x) for x in v) for k, v in (intrinsics or {}).items() if v is not None}
         self.align = bool(align)
         self.slot_id = int(processor.pad_token_id)
@@ -116,6 +119,20 @@ class PromptBuilder:
             out += [self.proc.image_ids(n), self.proc.text_ids(piece)]
         out.append(torch.full((self.num_slots,), self.slot_id, dtype=torch.long))
         return torch.cat([o.to(torch.long) for o in out])
+
+    def states(self, state: torch.Tensor) -> torch.Tensor:
+        """Batched states (B, S) or histories (B, H', S) (oldest first, the last = the current state) ->
+        the model's layout: (B, S) with ``state_history`` 1, else (B, H, S) -- the last H frames, a
+        shorter history padded at the front with its oldest frame (LeRobot's padding at an episode start)."""
+        H = self.state_history
+        if state.dim() == 2:
+            state = state.unsqueeze(1)
+        if H == 1:
+            return state[:, -1]
+        state = state[:, -H:]
+        if state.shape[1] < H:
+            state = torch.cat([state[:, :1].expand(-1, H - state.shape[1], -1), state], 1)
+        return state
 
     def encode(self, observation: Mapping, instruction: str) -> dict:
         """One sample: ``{"input_ids" (L,), "pixel_values" (tiles, 3, t, t)}``."""

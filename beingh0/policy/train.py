@@ -66,7 +66,7 @@ class PostTrainJob:
     """Fraction of the training episodes used (the first ones; the data-efficiency study)."""
     image_size: int = field(default=0, metadata={"ge": 0})
     """Resize camera frames to this square size while decoding (0: as stored; intrinsics follow)."""
-    synth_episodes: int = field(default=16, metadata={"ge": 2})
+    synth_episodes: int = field(default=64, metadata={"ge": 2})
     """Without --data: synthetic robot demonstrations to write into OUT/data."""
     synth_seconds: float = field(default=4.0, metadata={"gt": 0.0})
     """Without --data: seconds per synthetic demonstration."""

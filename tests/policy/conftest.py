@@ -64,11 +64,13 @@ def tiny_vla_copy():
 
 def make_policy(source=None, **cfg):
     from beingh0.policy.config import PolicyConfig
+    from beingh0.policy.data import item_episodes
     from beingh0.policy.model import BeingH0Policy, PolicySpec
 
     source = source or FakeRobot()
     config = PolicyConfig(**{"chunk": 4, "num_queries": 4, "n_action_steps": 3, **cfg})
-    spec = PolicySpec.from_tables(source.state_table(), source.action_table(), ["front"], config)
+    spec = PolicySpec.from_tables(source.state_table(), source.action_table(), ["front"], config,
+                                  episodes=item_episodes(source))  # as posttrain's spec_from_robot
     return BeingH0Policy(tiny_vla_copy(), config, spec)
 
 

@@ -19,6 +19,13 @@ def _obs(item):
     return {k: item[k] for k in ("observation.state", "observation.images.front", "task")}
 
 
+def _obs_batch(ds, i):
+    """Dataset item ``i`` as a served batch of one, with its state history (B, H, S)."""
+    it = ds.item(i)
+    return {"observation.state": np.asarray(it["observation.state"])[None],
+            "observation.images.front": np.asarray(it["observation.images.front"])[None], "task": [it["task"]]}
+
+
 # ---------------------------------------------------------------------------- normalisation
 @pytest.mark.parametrize("mode", ["mean_std", "min_max", "identity"])
 def test_normalizer_matches_float64_reference_and_round_trips(mode):
@@ -62,9 +69,9 @@ def test_normalisation_is_applied_in_training_and_inverted_at_inference(fake):
     seen = []
     pol.proprio.register_forward_hook(lambda m, i, o: seen.append(i[0].detach().clone()))
     it = fake[5]
-    chunk = pol.predict_action_chunk(_obs(it))
-    torch.testing.assert_close(chunk, mean_a.expand(4, -1), rtol=0, atol=1e-4)
     ds = PolicyDataset(fake, pol.builder, [5])
+    chunk = pol.predict_action_chunk(_obs_batch(ds, 0))[0]
+    torch.testing.assert_close(chunk, mean_a.expand(4, -1), rtol=0, atol=1e-4)
     batch = PolicyCollator(pol.builder)([ds[0]])
     batch["action"] = mean_a.expand(1, 4, -1).clone()
     loss, m = pol(batch)
@@ -72,7 +79,14 @@ def test_normalisation_is_applied_in_training_and_inverted_at_inference(fake):
     torch.testing.assert_close(seen[0], seen[1])
     st = pol.spec.norm["observation.state"]["stats"]
     ref = (np.asarray(it["observation.state"], np.float64) - st["mean"]) / np.asarray(st["std"])
-    np.testing.assert_allclose(seen[0][0].numpy(), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(seen[0][0, :4].numpy(), ref, rtol=1e-4, atol=1e-5)
+    # state_history 2: then the normalised velocity state[5] - state[4], statistics over every frame's difference
+    dst = pol.spec.norm["observation.state.delta"]["stats"]
+    diffs = np.concatenate([np.diff(s.astype(np.float64), axis=0, prepend=s[:1]) for s in fake.states])
+    np.testing.assert_allclose(dst["mean"], diffs.mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dst["std"], diffs.std(0), rtol=1e-6)
+    v = np.asarray(fake.states[0][5], np.float64) - fake.states[0][4]
+    np.testing.assert_allclose(seen[0][0, 4:].numpy(), (v - diffs.mean(0)) / diffs.std(0), rtol=1e-4, atol=1e-5)
 
 
 def test_delta_actions_add_the_state_back_and_train_on_the_difference(fake):
@@ -86,7 +100,6 @@ def test_delta_actions_add_the_state_back_and_train_on_the_difference(fake):
     d = delta_table(fake.state_table(), fake.action_table(), np.arange(4), eps, 4)
     ref = [fake.actions[e][min(t + k, 9)] - fake.states[e][t] for k in range(4) for e in range(3) for t in range(10)]
     np.testing.assert_allclose(np.sort(d, 0), np.sort(np.asarray(ref, np.float64), 0), rtol=1e-6)
-    # the test spec was built without episodes: rebuild it the way posttrain does
     torch.nn.init.zeros_(pol.head[2].weight)
     torch.nn.init.zeros_(pol.head[2].bias)
     mean_d = torch.tensor(pol.spec.norm["action"]["stats"]["mean"], dtype=torch.float32)
@@ -105,9 +118,11 @@ def test_delta_actions_add_the_state_back_and_train_on_the_difference(fake):
 # ---------------------------------------------------------------------------- one prompt
 def test_training_and_serving_build_identical_inputs_and_predictions(fake, policy):
     ds = PolicyDataset(fake, policy.builder)
-    for i in (0, 13):  # two tasks of different text length
+    assert policy.config.state_history == 2
+    for i in (0, 13):  # two tasks of different text length; an episode's first frame and a later one
         train = PolicyCollator(policy.builder)([ds[i]])
-        serve = policy.prepare(_obs(fake[i]))
+        serve = policy.prepare(_obs_batch(ds, i))
+        np.testing.assert_array_equal(train["observation.state"][0].numpy(), fake.state_table()[[max(i - 1, 10 * (i // 10)), i]])
         for k in ("input_ids", "attention_mask", "pixel_values", "observation.state"):
             assert torch.equal(train[k], serve[k]), k
         ids = serve["input_ids"][0]
@@ -118,7 +133,9 @@ def test_training_and_serving_build_identical_inputs_and_predictions(fake, polic
         with torch.no_grad():
             a = policy.forward_core(train["pixel_values"], train["input_ids"], train["attention_mask"],
                                     train["observation.state"])
-        torch.testing.assert_close(a[0], policy.predict_action_chunk(_obs(fake[i])))
+        torch.testing.assert_close(a[0], policy.predict_action_chunk(_obs_batch(ds, i))[0])
+        if i == 0:  # no history before an episode's first frame: serving one state repeats it
+            torch.testing.assert_close(a[0], policy.predict_action_chunk(_obs(fake[i])))
 
 
 def test_left_padded_batch_matches_single_samples(fake, policy):
@@ -157,6 +174,62 @@ def test_select_action_executes_n_steps_per_chunk_then_replans(fake, policy):
     policy.reset()
     policy.select_action(o)
     assert len(calls) == 4  # reset empties the queue
+
+
+def test_history_index_stays_inside_episodes():
+    from beingh0.policy.model import history_index
+
+    eps = np.array([0, 0, 0, 0, 1, 1, 2])
+    ref = [[max(t - h, first) for h in (2, 1, 0)] for t, first in zip(range(7), [0, 0, 0, 0, 4, 4, 6])]
+    np.testing.assert_array_equal(history_index(7, eps, 3), ref)
+    np.testing.assert_array_equal(history_index(3, None, 1), [[0], [1], [2]])
+
+
+def test_select_action_records_the_state_history(fake, policy):
+    """state_history 2: select_action keeps the previous observation's state; each new chunk is the one
+    predict_action_chunk gives for the explicit (1, 2, S) history of the frame it is predicted at."""
+    ds = PolicyDataset(fake, policy.builder)
+    policy.reset()
+    acts = [policy.select_action(_obs(fake[t])) for t in range(4)]  # chunks at frames 0 and 3 (n_action_steps 3)
+    torch.testing.assert_close(acts[0], policy.predict_action_chunk(_obs_batch(ds, 0))[0, 0])
+    torch.testing.assert_close(acts[3], policy.predict_action_chunk(_obs_batch(ds, 3))[0, 0])
+    assert not torch.allclose(acts[3], policy.predict_action_chunk(_obs(fake[3]))[0], atol=1e-6)  # the history matters
+    policy.reset()  # a new episode: no history carried over
+    torch.testing.assert_close(policy.select_action(_obs(fake[3])), policy.predict_action_chunk(_obs(fake[3]))[0])
+
+
+def test_single_state_token_is_the_paper_layout(fake):
+    """state_history 1: items carry (S,) states, the proprio MLP sees S values, no difference statistics;
+    training without histories on a state_history-2 policy is a one-line error."""
+    pol = make_policy(fake, state_history=1)
+    assert pol.proprio[0].in_features == 4 and "observation.state.delta" not in pol.spec.norm
+    ds = PolicyDataset(fake, pol.builder)
+    assert ds[3]["observation.state"].shape == (4,)
+    b = PolicyCollator(pol.builder)([ds[3]])
+    torch.testing.assert_close(pol.forward_core(b["pixel_values"], b["input_ids"], b["attention_mask"],
+                                                b["observation.state"])[0], pol.predict_action_chunk(_obs(fake[3])))
+    pol2 = make_policy(fake)
+    with pytest.raises(UserValueError, match="state_history 2 needs"):
+        pol2(b)
+    with pytest.raises(UserValueError, match="observation.state.delta"):
+        BeingH0Policy(pol.vla, PolicyConfig(chunk=4, num_queries=4, n_action_steps=3), pol.spec)
+
+
+@pytest.mark.parametrize("to_queries", [True, False])
+def test_state_embedding_enters_the_queries(fake, to_queries):
+    """The language model's inputs end with [S] = proprio(state) and the queries, which also carry
+    proprio(state) with state_to_queries (default) and are the bare learnable queries without."""
+    pol = make_policy(fake, state_to_queries=to_queries)
+    assert PolicyConfig().state_to_queries
+    seen = []
+    pol.backbone.model.language_model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["inputs_embeds"].detach().clone()), with_kwargs=True)
+    prop = []
+    pol.proprio.register_forward_hook(lambda m, i, o: prop.append(o.detach().clone()))
+    pol.predict_action_chunk(_obs(fake[4]))
+    e, p = seen[0][0], prop[0][0]
+    torch.testing.assert_close(e[-5], p)
+    torch.testing.assert_close(e[-4:], pol.queries.detach() + (p if to_queries else 0))
 
 
 @pytest.mark.parametrize("chunk,queries", [(8, 4), (6, 6)])
@@ -222,6 +295,19 @@ def test_save_and_load_round_trip(tmp_path, fake, policy):
     assert back.spec.norm == policy.spec.norm and back.config == policy.config
     with pytest.raises(UserFileError, match="policy.json"):
         BeingH0Policy.from_pretrained(tmp_path)
+
+
+def test_policies_saved_before_state_history_load_with_one_state(tmp_path, fake):
+    import json
+
+    pol = make_policy(fake, state_history=1, state_to_queries=False)
+    pol.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p/policy.json").read_text())
+    del meta["config"]["state_history"], meta["config"]["state_to_queries"]  # the file as written before the option existed
+    (tmp_path / "p/policy.json").write_text(json.dumps(meta))
+    back = BeingH0Policy.from_pretrained(tmp_path / "p")
+    assert back.config.state_history == 1 and back.config.state_to_queries is False
+    torch.testing.assert_close(back.predict_action_chunk(_obs(fake[4])), pol.predict_action_chunk(_obs(fake[4])))
 
 
 # ---------------------------------------------------------------------------- episode split

@@ -26,6 +26,7 @@ def test_posttrain_then_policy_eval(tmp_path, capsys):
     assert list((tmp_path / "run" / "eval").glob("episode_*.png"))
     pol = BeingH0Policy.from_pretrained(tmp_path / "run" / "policy")
     assert pol.spec.cameras == ("cam_high",) and pol.spec.delta_index is not None and "cam_high" in pol.spec.intrinsics
+    assert pol.config.state_history == 2 and pol.config.state_to_queries and "observation.state.delta" in pol.spec.norm
     again = posttrain_command(tmp_path / "run", [data], job=job, policy_config=cfg, train=train, report=False)
     assert again["steps"] == 2  # resumed at the end: no step repeated
     assert main(["policy", "eval", str(tmp_path / "run" / "policy"), "--data", str(data), "--val-fraction", "0.3",
