@@ -72,14 +72,15 @@ def deployable_from_policy(policy, *, image_sizes: dict | None = None, instructi
     ids = b.input_ids(counts, text).tolist()
     T, L, S, A = sum(counts), len(ids), policy.spec.state_dim, policy.spec.action_dim
     chunk = int(policy.config.chunk)
+    hist = int(getattr(policy.config, "state_history", 1))  # (B, H, S) states, oldest first, at the data's fps
     spec = PolicySpec(
         inputs=[TensorSpec("pixel_values", (BATCH, T, 3, proc.tile, proc.tile), "float32"),
                 TensorSpec("input_ids", (BATCH, L), "int64"), TensorSpec("attention_mask", (BATCH, L), "int64"),
-                TensorSpec("state", (BATCH, S), "float32")],
+                TensorSpec("state", (BATCH, S) if hist == 1 else (BATCH, hist, S), "float32")],
         outputs=[TensorSpec("actions", (BATCH, chunk, A), "float32")],
         norm={},  # inside forward_core
         meta={"policy": "beingh0", "tile": proc.tile, "cameras": cams, "prompt_ids": ids, "instruction": text,
-              "chunk": chunk, "action_dim": A, "state_dim": S, "normalization": "inside the graph",
+              "chunk": chunk, "action_dim": A, "state_dim": S, "state_history": hist, "normalization": "inside the graph",
               "norm_stats": policy.spec.norm, "state_names": policy.spec.state_names,
               "action_names": policy.spec.action_names, "fps": policy.spec.fps,
               "n_action_steps": getattr(policy.config, "n_action_steps", None),

@@ -212,6 +212,29 @@ class PolicyRuntime:
             raise UserValueError(f"{name} must be uint8 (H, W, 3) or (B, H, W, 3), got {tuple(img.shape)} {img.dtype}")
         return img
 
+    def batch_states(self, state, batch: int | None = None) -> np.ndarray:
+        """Raw state(s) -> the core's (B, S) or, for a policy with a state history of H frames,
+        (B, H, S) array. A history policy takes (H, S) / (B, H, S) histories (oldest first, at the
+        dataset's frame rate) or plain (S,) / (B, S) states, which stand for a robot at rest (the
+        current state repeated H times)."""
+        st = np.asarray(state, dtype=np.float32)
+        want = tuple(self.spec.input("state").shape[1:])
+        S = want[-1]
+        if len(want) == 1:
+            st = st[None] if st.ndim == 1 else st
+            ok = st.ndim == 2 and st.shape[1] == S
+            form = f"({S},) or (B, {S})"
+        else:
+            H = want[0]
+            if st.ndim == 1 or (st.ndim == 2 and st.shape != (H, S)):
+                st = np.repeat((st[None] if st.ndim == 1 else st)[:, None], H, axis=1)  # at rest
+            st = st[None] if st.ndim == 2 else st
+            ok = st.ndim == 3 and st.shape[1:] == (H, S)
+            form = f"({S},), (B, {S}), a history ({H}, {S}) or (B, {H}, {S})"
+        if not ok or (batch is not None and st.shape[0] != batch):
+            raise UserValueError(f"state must be {form} with B = images, got {np.asarray(state).shape}")
+        return st
+
     def prepare(self, image, state, input_ids=None) -> dict:
         """Camera image(s) + raw state(s) -> the core's inputs (batched; a single sample gets B=1).
 
@@ -233,11 +256,7 @@ class PolicyRuntime:
         B0 = imgs[0][0].shape[0]
         if any(i.shape[0] != B0 for i, _ in imgs):
             raise UserValueError("every camera needs the same number of images")
-        st = np.asarray(state, dtype=np.float32)
-        st = st[None] if st.ndim == 1 else st
-        want = self.spec.input("state").shape[1:]
-        if st.ndim != 2 or tuple(st.shape[1:]) != tuple(want) or st.shape[0] != B0:
-            raise UserValueError(f"state must be ({want[0]},) or (B, {want[0]}) with B = images, got {st.shape}")
+        st = self.batch_states(state, B0)
         if not np.all(np.isfinite(st)):
             raise UserValueError("state has NaN or infinite values")
         B = B0
@@ -259,7 +278,8 @@ class PolicyRuntime:
         """Image(s) + raw state(s) -> de-normalised action chunk(s): (chunk, action_dim) for one sample,
         (B, chunk, action_dim) for a batch. ``self.timings`` holds the last call's stages in ms."""
         t0 = time.perf_counter()
-        single = np.ndim(state) == 1
+        single = np.ndim(state) == 1 or (len(self.spec.input("state").shape) == 3 and np.ndim(state) == 2
+                                         and tuple(np.shape(state)) == tuple(self.spec.input("state").shape[1:]))
         inputs = self.prepare(image, state, input_ids)
         t1 = time.perf_counter()
         y = self.infer(inputs)

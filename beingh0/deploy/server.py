@@ -258,9 +258,11 @@ class PolicyServer:
         else:
             image = self._check_image(msg.get("image"), "image")
         state = decode_array(msg.get("state"), name="state", max_bytes=self.max_message)
-        sd = spec.input("state").shape[1]
-        if state.shape != (sd,) or state.dtype.kind != "f":
-            raise WireError("bad_input", f"state must be float ({sd},), got {state.dtype} {list(state.shape)}")
+        want = tuple(spec.input("state").shape[1:])  # (S,) or a history (H, S)
+        sd = want[-1]
+        if state.shape not in ((sd,), want) or state.dtype.kind != "f":
+            raise WireError("bad_input", f"state must be float ({sd},){'' if len(want) == 1 else f' or a history {list(want)}'}, "
+                                         f"got {state.dtype} {list(state.shape)}")
         state = state.astype(np.float32)
         if not np.all(np.isfinite(state)):
             raise WireError("bad_input", "state has NaN or infinite values")
@@ -318,7 +320,7 @@ class PolicyServer:
                     images = {k: np.stack([r.image[k] for r in batch]) for k in batch[0].image}
                 else:
                     images = np.stack([r.image for r in batch])
-                out = self.runtime.predict(images, np.stack([r.state for r in batch]), ids)
+                out = self.runtime.predict(images, np.stack([self.runtime.batch_states(r.state, 1)[0] for r in batch]), ids)
             except UserError as e:
                 for r in batch:
                     self._resolve(r, WireError("bad_input", str(e)), {})
