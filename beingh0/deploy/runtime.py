@@ -226,7 +226,9 @@ class PolicyRuntime:
             form = f"({S},) or (B, {S})"
         else:
             H = want[0]
-            if st.ndim == 1 or (st.ndim == 2 and st.shape != (H, S)):
+            # (B, S) when the images are a batch of B > 1 (then B == H is no history), else (H, S) is one history
+            per_image = st.ndim == 2 and (st.shape != (H, S) or (batch is not None and batch > 1 and st.shape[0] == batch))
+            if st.ndim == 1 or per_image:
                 st = np.repeat((st[None] if st.ndim == 1 else st)[:, None], H, axis=1)  # at rest
             st = st[None] if st.ndim == 2 else st
             ok = st.ndim == 3 and st.shape[1:] == (H, S)
@@ -278,9 +280,10 @@ class PolicyRuntime:
         """Image(s) + raw state(s) -> de-normalised action chunk(s): (chunk, action_dim) for one sample,
         (B, chunk, action_dim) for a batch. ``self.timings`` holds the last call's stages in ms."""
         t0 = time.perf_counter()
-        single = np.ndim(state) == 1 or (len(self.spec.input("state").shape) == 3 and np.ndim(state) == 2
-                                         and tuple(np.shape(state)) == tuple(self.spec.input("state").shape[1:]))
         inputs = self.prepare(image, state, input_ids)
+        want = tuple(self.spec.input("state").shape[1:])
+        single = np.ndim(state) == 1 or (len(want) == 2 and tuple(np.shape(state)) == want
+                                         and inputs["pixel_values"].shape[0] == 1)
         t1 = time.perf_counter()
         y = self.infer(inputs)
         t2 = time.perf_counter()

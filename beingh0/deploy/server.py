@@ -320,7 +320,10 @@ class PolicyServer:
                     images = {k: np.stack([r.image[k] for r in batch]) for k in batch[0].image}
                 else:
                     images = np.stack([r.image for r in batch])
-                out = self.runtime.predict(images, np.stack([self.runtime.batch_states(r.state, 1)[0] for r in batch]), ids)
+                want = tuple(self.runtime.spec.input("state").shape[1:])
+                # (S,) states of a history policy stand for a robot at rest: the state repeated H times
+                states = np.stack([np.broadcast_to(r.state, want) if r.state.shape != want else r.state for r in batch])
+                out = self.runtime.predict(images, states, ids)
             except UserError as e:
                 for r in batch:
                     self._resolve(r, WireError("bad_input", str(e)), {})
