@@ -41,3 +41,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"real test data folder {SHARED_DATA} is absent (it sits beside a developer checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def v21(shared_data) -> Path:
+    """The real Unitree G1 + Inspire-hand episode in LeRobot v2.1 layout (../shared/data)."""
+    root = shared_data / "g1_inspire_lerobot_v21"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent")
+    return root

@@ -19,14 +19,6 @@ CAM = "observation.images.cam_high"
 
 
 @pytest.fixture(scope="module")
-def v21(shared_data):
-    root = shared_data / "g1_inspire_lerobot_v21"
-    if not root.is_dir():
-        pytest.skip(f"{root} is absent")
-    return root
-
-
-@pytest.fixture(scope="module")
 def ds(v21):
     return LeRobotDataset(v21)
 

@@ -24,14 +24,6 @@ SIZE = (64, 48)  # decode the real 640x480 AV1 episode small: the test stays fas
 
 
 @pytest.fixture(scope="module")
-def v21(shared_data):
-    root = shared_data / "g1_inspire_lerobot_v21"
-    if not root.is_dir():
-        pytest.skip(f"{root} is absent")
-    return root
-
-
-@pytest.fixture(scope="module")
 def real(v21):
     return RobotDataset(v21, chunk=16, image_size=SIZE)
 
