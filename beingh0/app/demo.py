@@ -1,7 +1,7 @@
 """The main job, end to end: ``beingh0 demo``.
 
 From nothing to a policy driving a (simulated) robot hand, on the embedded default, within a time
-budget (``--minutes``, default 10 on a 2-core CPU). Every stage is a library job with its own
+budget (``--minutes``, default 10: about 9 minutes in all on a 2-core CPU). Every stage is a library job with its own
 command; this module only chains them (:mod:`.stages`: resumable, each failure says what to do):
 
 1. ``tokenizer``  synthetic UniHand motion -> the part-level GRQ-VAE motion tokenizer (``small``),

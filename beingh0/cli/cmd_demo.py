@@ -29,7 +29,7 @@ def register(sub) -> None:
                    help="output folder: one sub-folder per stage, report.html, demo.json (default: out/demo)")
     s.add_argument("--minutes", type=positive_minutes, default=10.0,
                    help="time budget in minutes shared by the training stages; synthesis, export and evaluation come on "
-                        "top (default: 10, about 15 in all on a 2-core CPU; 0.3 is a smoke test)")
+                        "top (default: 10, about 9 minutes in all on a 2-core CPU; 0.3 is a smoke test)")
     s.add_argument("--scale", choices=["tiny", "1b", "8b", "14b"], default="tiny",
                    help="VLA architecture: tiny (CPU) or InternVL3's 1B / 8B / 14B (GPU; need --init) (default: tiny)")
     s.add_argument("--init", type=user_path, default=None,
