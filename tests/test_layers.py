@@ -47,7 +47,8 @@ ALLOWED_UPWARD: set[tuple[str, str]] = set()  # (importer, imported): none today
 
 #: Third-party packages a module may import at module level: pyproject's runtime dependencies.
 RUNTIME_DEPS = {"torch", "numpy", "matplotlib", "tqdm", "safetensors", "transformers", "tokenizers",
-                "pyarrow", "av", "msgpack", "onnx", "onnxscript", "onnxruntime"}
+                "pyarrow", "av", "msgpack", "onnx", "onnxscript", "onnxruntime",
+                "opencv-python-headless"}
 #: Module-level imports of optional packages that are known and allowed. Triton kernels are Triton
 #: code by nature: ``beingh0.ops`` imports them only for the triton backend (and CI's import check
 #: skips them where triton is absent).
