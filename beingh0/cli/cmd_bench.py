@@ -60,6 +60,12 @@ def _bench_generate(a):
 
 
 def _bench_policy(a):
+    if a.runtimes:  # end to end per deploy runtime (eager, compiled, onnxruntime, tensorrt)
+        from ..benchmark.deploy import run_deploy_bench
+
+        backends = None if a.runtimes == ["all"] else a.runtimes
+        run_deploy_bench(policy="tiny-policy", device=a.device, backends=backends, repeats=a.repeats, json_path=a.json)
+        return
     from ..benchmark.policy import run
 
     run(repeats=a.repeats, threads=a.threads, device=a.device, json_path=a.json)
@@ -181,5 +187,8 @@ def register(sub) -> None:
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: cpu)")
     s.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     s.add_argument("--repeats", type=int, default=None, help="timed calls (default: adaptive)")
+    s.add_argument("--runtimes", nargs="+", default=None, metavar="RUNTIME",
+                   help="time the policy end to end through these deploy runtimes instead (eager compiled onnxruntime "
+                        "tensorrt, or all available): the tiny BeingH0Policy exported, preprocessing included")
     s.add_argument("--json", type=user_path, default=None, help=JSON_HELP)
     s.set_defaults(fn=_bench_policy)
