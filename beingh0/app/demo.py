@@ -42,6 +42,8 @@ from .stages import Context, Stage, run_stages
 
 __all__ = ["DEMO_STAGES", "run_demo", "SCALES", "demo_stages"]
 
+#: The VLA presets (beingh0.vla.config.PRESETS; spelled out here so that parsing the demo's flags does
+#: not import transformers -- a test keeps the two equal).
 SCALES = ("tiny", "1b", "8b", "14b")
 #: Shares of the time budget of the training stages (the rest goes to synthesis, export, evaluation).
 SHARES = {"tokenizer": 0.2, "pretrain": 0.3, "evaluate": 0.05, "posttrain": 0.2, "posttrain-real": 0.05}
@@ -231,9 +233,8 @@ def _figs(section, res: dict | None, caption: str) -> None:
 
 
 def build_report(ctx: Context, seconds: float) -> Path:
-    r, R = ctx.results, Report
-    o = ctx.options
-    rep = R("beingh0 demo", meta=f"scale {o['scale']}, budget {ctx.minutes:g} min, took {seconds / 60:.1f} min, seed {o['seed']}")
+    r, o = ctx.results, ctx.options
+    rep = Report("beingh0 demo", meta=f"scale {o['scale']}, budget {ctx.minutes:g} min, took {seconds / 60:.1f} min, seed {o['seed']}")
     if r.get("tokenizer"):
         s = rep.section("1. Motion tokenizer (reconstruction, mm)")
         s.table(_mm_rows(r["tokenizer"]["rows"]))

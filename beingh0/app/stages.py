@@ -25,13 +25,22 @@ from typing import Any, Callable, Sequence
 
 from ..core.errors import UserError
 
-__all__ = ["Stage", "Context", "StageFailed", "run_stages"]
+__all__ = ["Context", "Results", "Stage", "StageFailed", "run_stages"]
 
 STAGE_FORMAT = "beingh0.stage"
 
 
 class StageFailed(UserError):
     """A stage stopped on a user-level error (the message names the stage and what to do)."""
+
+
+class Results(dict):
+    """The earlier stages' results by stage name; asking for one that has not run (``--stages`` that
+    skips a stage a later one needs) is a user's mistake with one line that says what to run first."""
+
+    def __missing__(self, name):
+        raise StageFailed(f"this stage needs the result of stage {name!r}, which has not run in this folder; run "
+                          f"it first (the same command without --stages, or with --stages {name} ...)")
 
 
 @dataclass
@@ -41,7 +50,7 @@ class Context:
     out: Path
     minutes: float
     options: dict = field(default_factory=dict)
-    results: dict = field(default_factory=dict)
+    results: dict = field(default_factory=Results)
     progress: bool = True
     started: float = field(default_factory=time.perf_counter)
     shares: dict = field(default_factory=dict)
@@ -91,6 +100,8 @@ def run_stages(stages: Sequence[Stage], ctx: Context, *, only: Sequence[str] | N
 
         raise UserValueError(f"unknown stage(s) {unknown}; the stages are {names}")
     ctx.shares = {s.name: s.share for s in stages}
+    if not isinstance(ctx.results, Results):
+        ctx.results = Results(ctx.results)
     marks = ctx.out / "stages"
     marks.mkdir(parents=True, exist_ok=True)
     opts = json.loads(json.dumps(ctx.options, default=str))

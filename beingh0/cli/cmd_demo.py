@@ -30,7 +30,9 @@ def register(sub) -> None:
     s.add_argument("--minutes", type=positive_minutes, default=10.0,
                    help="time budget in minutes shared by the training stages; synthesis, export and evaluation come on "
                         "top (default: 10, about 9 minutes in all on a 2-core CPU; 0.3 is a smoke test)")
-    s.add_argument("--scale", choices=["tiny", "1b", "8b", "14b"], default="tiny",
+    from ..app.demo import SCALES
+
+    s.add_argument("--scale", choices=SCALES, default="tiny",
                    help="VLA architecture: tiny (CPU) or InternVL3's 1B / 8B / 14B (GPU; need --init) (default: tiny)")
     s.add_argument("--init", type=user_path, default=None,
                    help="a local InternVL3 checkpoint folder (Hugging Face format) to start the VLA from")

@@ -20,6 +20,13 @@ def _png(path):
     return str(path)
 
 
+def test_scales_are_the_vla_presets():
+    from beingh0.app.demo import SCALES
+    from beingh0.vla.config import PRESETS
+
+    assert SCALES == tuple(PRESETS)
+
+
 def test_stage_order_and_each_stage_names_its_own_command():
     assert DEMO_STAGES == ("tokenizer", "pretrain", "generate", "evaluate", "posttrain", "posttrain-real", "export", "control")
     for st in demo_stages():

@@ -65,3 +65,13 @@ def test_a_bug_keeps_its_traceback(tmp_path, capsys):
 def test_unknown_stage_name_is_a_user_error(tmp_path):
     with pytest.raises(UserValueError, match="unknown stage"):
         run_stages(_stages([]), Context(tmp_path, minutes=1, progress=False), only=["zzz"])
+
+
+def test_a_stage_whose_input_stage_never_ran_says_what_to_run(tmp_path):
+    def needs_a(ctx):
+        return {"x": ctx.results["a"]["n"]}
+
+    stages = [Stage("a", "first", "beingh0 a", lambda ctx: {"n": 1}), Stage("b", "second", "beingh0 b", needs_a)]
+    with pytest.raises(StageFailed, match=r"stage 'b' failed: .*result of stage 'a'.*--stages a"):
+        run_stages(stages, Context(tmp_path, minutes=1, progress=False), only=["b"])
+    assert run_stages(stages, Context(tmp_path, minutes=1, progress=False))["b"] == {"x": 1}
